@@ -1,0 +1,3 @@
+//! The `kube-ipvs` binary.
+
+fn main() {}

@@ -1,0 +1,85 @@
+//! The desired state the controller computes: per Service, the virtual
+//! servers with their real servers and the addresses to bind.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use kube_ipvs_netlink::{RealServer, RealServerKey, VirtualServer, VirtualServerKey};
+
+/// A Service by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceRef {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+}
+
+impl ServiceRef {
+    /// `namespace/name`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ServiceRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One virtual server the cluster wants, with the Service port it serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredVirtualServer {
+    /// The virtual service configuration.
+    pub service: VirtualServer,
+    /// Its real servers.
+    pub real_servers: BTreeMap<RealServerKey, RealServer>,
+    /// The Service port it comes from: the port's name, or its number when unnamed.
+    pub port_name: String,
+}
+
+/// What one Service contributes to the desired state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceState {
+    /// Its virtual servers.
+    pub virtual_servers: BTreeMap<VirtualServerKey, DesiredVirtualServer>,
+    /// The addresses it needs bound on the dummy interface (cluster IPs,
+    /// external IPs, load-balancer IPs; never node addresses).
+    pub addresses: BTreeSet<IpAddr>,
+}
+
+/// Everything the controller wants programmed, by Service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    /// Per Service.
+    pub services: BTreeMap<ServiceRef, ServiceState>,
+}
+
+impl DesiredState {
+    /// Every desired virtual server with the Service it comes from. When two
+    /// Services want the same key, the first by namespace/name wins.
+    pub fn virtual_servers(
+        &self,
+    ) -> BTreeMap<VirtualServerKey, (&ServiceRef, &DesiredVirtualServer)> {
+        let mut all = BTreeMap::new();
+        for (owner, state) in &self.services {
+            for (key, vs) in &state.virtual_servers {
+                all.entry(*key).or_insert((owner, vs));
+            }
+        }
+        all
+    }
+
+    /// Every address to bind.
+    pub fn addresses(&self) -> BTreeSet<IpAddr> {
+        self.services
+            .values()
+            .flat_map(|s| s.addresses.iter().copied())
+            .collect()
+    }
+}
