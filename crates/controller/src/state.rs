@@ -41,6 +41,37 @@ pub struct DesiredVirtualServer {
     pub real_servers: BTreeMap<RealServerKey, RealServer>,
     /// The Service port it comes from: the port's name, or its number when unnamed.
     pub port_name: String,
+    /// What kind of Service address the virtual server listens on.
+    pub kind: VirtualServerKind,
+    /// For load-balancer virtual servers: `spec.loadBalancerSourceRanges`
+    /// (empty: every source is allowed).
+    pub source_ranges: Vec<ipnetwork::IpNetwork>,
+}
+
+/// The kind of Service address a virtual server listens on; the node's packet
+/// filter treats each differently (masquerade, source ranges).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum VirtualServerKind {
+    /// A cluster IP.
+    ClusterIp,
+    /// A node address and node port.
+    NodePort,
+    /// An entry of `spec.externalIPs`.
+    ExternalIp,
+    /// A `status.loadBalancer.ingress[].ip`.
+    LoadBalancer,
+}
+
+impl VirtualServerKind {
+    /// A label for output and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VirtualServerKind::ClusterIp => "ClusterIP",
+            VirtualServerKind::NodePort => "NodePort",
+            VirtualServerKind::ExternalIp => "ExternalIP",
+            VirtualServerKind::LoadBalancer => "LoadBalancer",
+        }
+    }
 }
 
 /// What one Service contributes to the desired state.

@@ -1,0 +1,118 @@
+//! What the kernel holds, as the reconciler last saw it: one dump, then kept
+//! up to date by the operations that succeeded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use kube_ipvs_netlink::{
+    DumpedRealServer, DumpedVirtualServer, Operation, RealServerCounters, RealServerKey,
+    VirtualServer, VirtualServerKey,
+};
+
+use crate::plan::Op;
+
+/// A virtual server in the kernel with its real servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedVirtualServer {
+    /// Its configuration.
+    pub service: VirtualServer,
+    /// Its real servers, with the counters of the last dump.
+    pub real_servers: BTreeMap<RealServerKey, DumpedRealServer>,
+}
+
+/// The kernel's IPVS table and the dummy interface's addresses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Every virtual server, owned or not.
+    pub virtual_servers: BTreeMap<VirtualServerKey, ObservedVirtualServer>,
+    /// The addresses bound on the dummy interface.
+    pub addresses: BTreeSet<IpAddr>,
+}
+
+impl Observed {
+    /// Builds the observed state from one dump of services with their
+    /// destinations and one listing of the dummy interface's addresses.
+    pub fn from_dump(
+        dump: impl IntoIterator<Item = (DumpedVirtualServer, Vec<DumpedRealServer>)>,
+        addresses: impl IntoIterator<Item = IpAddr>,
+    ) -> Self {
+        let virtual_servers = dump
+            .into_iter()
+            .map(|(vs, dests)| {
+                let real_servers = dests.into_iter().map(|d| (d.server.key, d)).collect();
+                let mut service = vs.service;
+                service.flags = service.flags.configurable();
+                (
+                    service.key,
+                    ObservedVirtualServer {
+                        service,
+                        real_servers,
+                    },
+                )
+            })
+            .collect();
+        Observed {
+            virtual_servers,
+            addresses: addresses.into_iter().collect(),
+        }
+    }
+
+    /// The number of real servers across every virtual server.
+    pub fn real_server_count(&self) -> usize {
+        self.virtual_servers
+            .values()
+            .map(|v| v.real_servers.len())
+            .sum()
+    }
+
+    /// Records an operation the kernel accepted, so the next incremental
+    /// plan starts from what the kernel now holds without a dump.
+    pub fn record(&mut self, op: &Op) {
+        match op {
+            Op::BindAddress(a) => {
+                self.addresses.insert(*a);
+            }
+            Op::UnbindAddress(a) => {
+                self.addresses.remove(a);
+            }
+            Op::Ipvs(op) => self.record_ipvs(op),
+        }
+    }
+
+    fn record_ipvs(&mut self, op: &Operation) {
+        match op {
+            Operation::NewService(s) | Operation::SetService(s) => {
+                self.virtual_servers
+                    .entry(s.key)
+                    .and_modify(|o| o.service = s.clone())
+                    .or_insert_with(|| ObservedVirtualServer {
+                        service: s.clone(),
+                        real_servers: BTreeMap::new(),
+                    });
+            }
+            Operation::DelService(k) => {
+                self.virtual_servers.remove(k);
+            }
+            Operation::NewDest(k, d) | Operation::SetDest(k, d) => {
+                if let Some(vs) = self.virtual_servers.get_mut(k) {
+                    let counters = vs
+                        .real_servers
+                        .get(&d.key)
+                        .map_or(RealServerCounters::default(), |o| o.counters);
+                    vs.real_servers.insert(
+                        d.key,
+                        DumpedRealServer {
+                            server: *d,
+                            counters,
+                        },
+                    );
+                }
+            }
+            Operation::DelDest(k, d) => {
+                if let Some(vs) = self.virtual_servers.get_mut(k) {
+                    vs.real_servers.remove(d);
+                }
+            }
+        }
+    }
+}
