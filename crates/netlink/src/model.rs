@@ -552,3 +552,41 @@ pub struct DumpedRealServer {
     /// Its counters.
     pub counters: RealServerCounters,
 }
+
+/// A virtual service with its real servers, as a full dump reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DumpedService {
+    /// The service and its counters.
+    pub service: DumpedVirtualServer,
+    /// Its real servers.
+    pub destinations: Vec<DumpedRealServer>,
+}
+
+/// The global IPVS connection timeouts (`ipvsadm --set`), in seconds; in a
+/// request, 0 leaves a timeout unchanged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Timeouts {
+    /// Established TCP connections.
+    pub tcp: u32,
+    /// TCP connections after a FIN.
+    pub tcp_fin: u32,
+    /// UDP "connections".
+    pub udp: u32,
+}
+
+/// What `IPVS_CMD_GET_INFO` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IpvsInfo {
+    /// `IP_VS_VERSION_CODE`, e.g. `0x010201`.
+    pub version: u32,
+    /// Size of the connection hash table.
+    pub connection_table_size: u32,
+}
+
+impl IpvsInfo {
+    /// The version as `ipvsadm` prints it ("1.2.1").
+    pub fn version_string(&self) -> String {
+        let v = self.version;
+        format!("{}.{}.{}", (v >> 16) & 0xff, (v >> 8) & 0xff, v & 0xff)
+    }
+}

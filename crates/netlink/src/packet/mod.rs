@@ -1,0 +1,102 @@
+//! The sans-IO IPVS generic-netlink codec: messages and attributes that
+//! implement `Emitable` / `Parseable`, after the kernel's
+//! `include/uapi/linux/ip_vs.h`. Unknown attributes parse into `Other`.
+//!
+//! - [`message`] holds [`IpvsMessage`], commands and top-level attributes.
+//! - [`service`] holds `IPVS_SVC_ATTR_*`.
+//! - [`destination`] holds `IPVS_DEST_ATTR_*`.
+//! - [`stats`] holds `IPVS_STATS_ATTR_*`.
+
+pub mod destination;
+pub mod message;
+pub mod service;
+pub mod stats;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netlink_packet_core::{DecodeError, Emitable, NlaBuffer, NlasIterator, Parseable};
+
+pub use destination::DestAttr;
+pub use message::{IpvsAttr, IpvsCommand, IpvsMessage};
+pub use service::{FlagsMask, ServiceAttr};
+pub use stats::{Counter, StatsAttr};
+
+/// A `union nf_inet_addr` as IPVS carries it: always 16 bytes, an IPv4
+/// address in the first 4 and zeros after. Which family it is comes from a
+/// sibling attribute (`IPVS_SVC_ATTR_AF`, `IPVS_DEST_ATTR_ADDR_FAMILY`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InetAddr(pub [u8; 16]);
+
+impl InetAddr {
+    /// The size on the wire.
+    pub const LEN: usize = 16;
+
+    /// The union holding `address`.
+    pub fn from_ip(address: IpAddr) -> Self {
+        let mut raw = [0u8; 16];
+        match address {
+            IpAddr::V4(a) => raw[..4].copy_from_slice(&a.octets()),
+            IpAddr::V6(a) => raw = a.octets(),
+        }
+        InetAddr(raw)
+    }
+
+    /// The address, read as IPv4 (`ipv6 == false`) or IPv6.
+    pub fn to_ip(self, ipv6: bool) -> IpAddr {
+        if ipv6 {
+            IpAddr::V6(Ipv6Addr::from(self.0))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(self.0[0], self.0[1], self.0[2], self.0[3]))
+        }
+    }
+
+    /// Reads the union; a shorter attribute (4 bytes) is zero-padded, as the
+    /// kernel's `nla_memcpy` would.
+    pub fn parse(payload: &[u8]) -> Result<Self, DecodeError> {
+        if payload.len() != 4 && payload.len() != Self::LEN {
+            return Err(DecodeError::invalid_ip_address(payload.len()));
+        }
+        let mut raw = [0u8; 16];
+        raw[..payload.len()].copy_from_slice(payload);
+        Ok(InetAddr(raw))
+    }
+}
+
+/// The summed length of nested attributes.
+fn nested_len<A: netlink_packet_core::Nla>(attrs: &[A]) -> usize {
+    attrs.buffer_len()
+}
+
+/// Emits nested attributes into a buffer of [`nested_len`] bytes.
+fn emit_nested<A: netlink_packet_core::Nla>(buffer: &mut [u8], attrs: &[A]) {
+    attrs.emit(buffer)
+}
+
+/// Parses every attribute of a nest; a malformed one fails the nest.
+fn parse_nested<'a, A>(payload: &'a [u8]) -> Result<Vec<A>, DecodeError>
+where
+    A: Parseable<NlaBuffer<&'a [u8]>>,
+{
+    NlasIterator::new(payload)
+        .map(|nla| nla.and_then(|nla| A::parse(&nla)))
+        .collect()
+}
+
+/// A NUL-terminated string (`NLA_NUL_STRING`), as the kernel and libnl write it.
+fn emit_string(buffer: &mut [u8], s: &str) {
+    let (text, nul) = buffer.split_at_mut(s.len());
+    text.copy_from_slice(s.as_bytes());
+    nul.fill(0);
+}
+
+/// A string without its NUL terminator(s).
+fn parse_string(payload: &[u8]) -> Result<String, DecodeError> {
+    let end = payload
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(payload.len());
+    String::from_utf8(payload[..end].to_vec()).map_err(DecodeError::from)
+}
