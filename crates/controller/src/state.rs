@@ -7,6 +7,8 @@ use std::net::IpAddr;
 
 use kube_ipvs_netlink::{RealServer, RealServerKey, VirtualServer, VirtualServerKey};
 
+use crate::skip::{SkipKind, SkipReason, Skipped};
+
 /// A Service by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceRef {
@@ -89,6 +91,10 @@ pub struct ServiceState {
 pub struct DesiredState {
     /// Per Service.
     pub services: BTreeMap<ServiceRef, ServiceState>,
+    /// What the mapping left out (scheduler flags a scheduler does not take,
+    /// repeated virtual servers, [`DesiredState::conflicts`]); what
+    /// conversion left out is in the snapshot.
+    pub skipped: Vec<Skipped>,
 }
 
 impl DesiredState {
@@ -104,6 +110,32 @@ impl DesiredState {
             }
         }
         all
+    }
+
+    /// The virtual servers several Services want: each later Service (by
+    /// namespace/name) loses the key to the first, as
+    /// [`DesiredState::virtual_servers`] decides.
+    pub fn conflicts(&self) -> Vec<Skipped> {
+        let mut owners: BTreeMap<VirtualServerKey, &ServiceRef> = BTreeMap::new();
+        let mut out = Vec::new();
+        for (service, state) in &self.services {
+            for key in state.virtual_servers.keys() {
+                match owners.get(key) {
+                    None => {
+                        owners.insert(*key, service);
+                    }
+                    Some(owner) => out.push(Skipped::new(
+                        SkipKind::Service,
+                        service.to_string(),
+                        SkipReason::Conflict {
+                            key: *key,
+                            owner: (*owner).clone(),
+                        },
+                    )),
+                }
+            }
+        }
+        out
     }
 
     /// Every address to bind.

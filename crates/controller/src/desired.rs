@@ -1,0 +1,205 @@
+//! The mapping: from the snapshot and the configuration to the virtual
+//! servers, real servers and addresses each Service wants.
+//!
+//! Per Service port and address family of the Service's cluster IPs, one
+//! virtual server on each cluster IP (bound on the dummy interface, traffic
+//! policy `internalTrafficPolicy`), each external IP and load-balancer
+//! ingress IP (bound, `externalTrafficPolicy`) and, with a node port, each
+//! node address (never bound, `externalTrafficPolicy`).
+
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use kube_ipvs_netlink::{
+    AddressFamily, Protocol, Scheduler, ServiceFlags, VirtualServer, VirtualServerKey,
+};
+
+use crate::config::Config;
+use crate::selection::{candidates, select, Policy, RealServers};
+use crate::service::ServiceInfo;
+use crate::skip::{SkipKind, SkipReason, Skipped};
+use crate::slice::SliceInfo;
+use crate::snapshot::Snapshot;
+use crate::state::{
+    DesiredState, DesiredVirtualServer, ServiceRef, ServiceState, VirtualServerKind,
+};
+
+/// The desired state of every Service in the snapshot: the same as
+/// [`desired_service_checked`] for each, plus the virtual servers several
+/// Services want in `skipped`.
+pub fn desired(snapshot: &Snapshot, config: &Config) -> DesiredState {
+    let mut state = DesiredState::default();
+    let mut skipped = Vec::new();
+    for (service, _) in snapshot.services() {
+        if let Some(s) = desired_service_checked(snapshot, config, service, &mut skipped) {
+            state.services.insert(service.clone(), s);
+        }
+    }
+    skipped.extend(state.conflicts());
+    state.skipped = skipped;
+    state
+}
+
+/// The desired state of one Service; `None` when the snapshot does not hold
+/// it or it is not proxied here (headless, ExternalName, no cluster IP,
+/// another proxy's).
+pub fn desired_service(
+    snapshot: &Snapshot,
+    config: &Config,
+    service: &ServiceRef,
+) -> Option<ServiceState> {
+    desired_service_checked(snapshot, config, service, &mut Vec::new())
+}
+
+/// [`desired_service`], recording what the mapping leaves out in `skipped`.
+pub fn desired_service_checked(
+    snapshot: &Snapshot,
+    config: &Config,
+    service: &ServiceRef,
+    skipped: &mut Vec<Skipped>,
+) -> Option<ServiceState> {
+    let info = snapshot.service(service)?;
+    if !info.proxied() || !config.proxies(info.proxy_name.as_deref()) {
+        return None;
+    }
+    let object = service.to_string();
+    let (scheduler, flags) = info.scheduler.resolve(&config.scheduler, &object, skipped);
+    let mut out = Mapper {
+        info,
+        scheduler,
+        flags,
+        object,
+        skipped,
+        state: ServiceState::default(),
+    };
+    let slices: Vec<&SliceInfo> = snapshot.slices_of(service).collect();
+    let zone = snapshot
+        .node()
+        .zone
+        .as_deref()
+        .filter(|_| info.topology_aware);
+    for family in info.cluster_ips.iter().map(AddressFamily::of) {
+        let of_family = |ips: &[IpAddr]| -> Vec<IpAddr> {
+            ips.iter()
+                .copied()
+                .filter(|a| AddressFamily::of(a) == family)
+                .collect()
+        };
+        let cluster_ips = of_family(&info.cluster_ips);
+        let external_ips = of_family(&info.external_ips);
+        let lb_ips = of_family(&info.load_balancer_ips);
+        let node_ips: Vec<IpAddr> = of_family(snapshot.node_addresses())
+            .into_iter()
+            .filter(|a| config.node_port_address(*a))
+            .collect();
+        for port in &info.ports {
+            // Which virtual servers this port makes, and whether each takes
+            // the internal (cluster IP) or the external real servers.
+            let mut targets: Vec<(VirtualServerKind, IpAddr, u16, bool)> = Vec::new();
+            targets.extend(
+                cluster_ips
+                    .iter()
+                    .map(|ip| (VirtualServerKind::ClusterIp, *ip, port.port, false)),
+            );
+            targets.extend(
+                external_ips
+                    .iter()
+                    .map(|ip| (VirtualServerKind::ExternalIp, *ip, port.port, true)),
+            );
+            targets.extend(
+                lb_ips
+                    .iter()
+                    .map(|ip| (VirtualServerKind::LoadBalancer, *ip, port.port, true)),
+            );
+            if let Some(node_port) = port.node_port {
+                targets.extend(
+                    node_ips
+                        .iter()
+                        .map(|ip| (VirtualServerKind::NodePort, *ip, node_port, true)),
+                );
+            }
+            let candidates = candidates(&slices, family, port);
+            let policy = |local: bool| {
+                if local {
+                    Policy::Local {
+                        node: &config.node_name,
+                    }
+                } else {
+                    Policy::Cluster { zone }
+                }
+            };
+            let internal = targets
+                .iter()
+                .any(|t| !t.3)
+                .then(|| select(&candidates, policy(info.internal_local)));
+            let external = targets
+                .iter()
+                .any(|t| t.3)
+                .then(|| select(&candidates, policy(info.external_local)));
+            let name = port.display_name();
+            for (kind, address, vport, is_external) in targets {
+                let real_servers = if is_external { &external } else { &internal };
+                if let Some(real_servers) = real_servers {
+                    out.add(kind, address, port.protocol, vport, &name, real_servers);
+                }
+            }
+        }
+    }
+    Some(out.state)
+}
+
+struct Mapper<'a> {
+    info: &'a ServiceInfo,
+    scheduler: Scheduler,
+    flags: ServiceFlags,
+    object: String,
+    skipped: &'a mut Vec<Skipped>,
+    state: ServiceState,
+}
+
+impl Mapper<'_> {
+    fn add(
+        &mut self,
+        kind: VirtualServerKind,
+        address: IpAddr,
+        protocol: Protocol,
+        port: u16,
+        port_name: &str,
+        real_servers: &RealServers,
+    ) {
+        let key = VirtualServerKey::inet(protocol, address, port);
+        if self.state.virtual_servers.contains_key(&key) {
+            self.skipped.push(Skipped::new(
+                SkipKind::Service,
+                self.object.clone(),
+                SkipReason::Duplicate {
+                    field: "virtual server",
+                    value: format!("{key} ({})", kind.as_str()),
+                },
+            ));
+            return;
+        }
+        let mut service = VirtualServer::new(key, self.scheduler.clone());
+        if let Some(timeout) = self.info.affinity_timeout {
+            service = service.persistent(timeout);
+        }
+        service.flags |= self.flags;
+        let source_ranges: Vec<IpNetwork> = match kind {
+            VirtualServerKind::LoadBalancer => self.info.source_ranges.clone(),
+            _ => Vec::new(),
+        };
+        self.state.virtual_servers.insert(
+            key,
+            DesiredVirtualServer {
+                service,
+                real_servers: real_servers.clone(),
+                port_name: port_name.to_owned(),
+                kind,
+                source_ranges,
+            },
+        );
+        if kind != VirtualServerKind::NodePort {
+            self.state.addresses.insert(address);
+        }
+    }
+}

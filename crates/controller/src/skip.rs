@@ -1,0 +1,265 @@
+//! Objects, or pieces of objects, that could not be mapped, and why.
+//!
+//! Bad input from the API is data: the piece that cannot be mapped is left
+//! out, named here, and everything else still maps. Each reason has a
+//! `&'static str` label for metrics and a message with the detail for logs.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use kube_ipvs_netlink::{AddressFamily, Scheduler, VirtualServerKey};
+
+use crate::state::ServiceRef;
+
+/// The kind of object a skip is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipKind {
+    /// A `v1` Service.
+    Service,
+    /// A `discovery.k8s.io/v1` EndpointSlice.
+    EndpointSlice,
+    /// A `v1` Endpoints, mirrored into EndpointSlices.
+    Endpoints,
+    /// The `v1` Node the agent runs on.
+    Node,
+}
+
+impl SkipKind {
+    /// The Kubernetes kind, as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipKind::Service => "Service",
+            SkipKind::EndpointSlice => "EndpointSlice",
+            SkipKind::Endpoints => "Endpoints",
+            SkipKind::Node => "Node",
+        }
+    }
+}
+
+impl fmt::Display for SkipKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One piece of input left out of the mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The kind of object.
+    pub kind: SkipKind,
+    /// The object, as `namespace/name` (`name` alone for a Node).
+    pub object: String,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+impl Skipped {
+    /// A skip of `kind` `object` for `reason`.
+    pub fn new(kind: SkipKind, object: impl Into<String>, reason: SkipReason) -> Self {
+        Skipped {
+            kind,
+            object: object.into(),
+            reason,
+        }
+    }
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.kind, self.object, self.reason)
+    }
+}
+
+fn family_name(family: AddressFamily) -> &'static str {
+    match family {
+        AddressFamily::Inet => "IPv4",
+        AddressFamily::Inet6 => "IPv6",
+    }
+}
+
+/// Why a piece of input was left out. `field` names the field as the API
+/// spells it (`spec.clusterIPs`, `endpoints[].addresses`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SkipReason {
+    /// The object has no `metadata.name`, so nothing can refer to it.
+    #[error("no metadata.name")]
+    MissingName,
+    /// A field that must hold an IP address holds something else.
+    #[error("{field}: {value:?} is not an IP address")]
+    InvalidAddress {
+        /// The field.
+        field: &'static str,
+        /// What it holds.
+        value: String,
+    },
+    /// An address of a family the object cannot use here.
+    #[error("{field}: {address} is not {}", family_name(*.expected))]
+    WrongFamily {
+        /// The field.
+        field: &'static str,
+        /// The address.
+        address: IpAddr,
+        /// The family it should have been.
+        expected: AddressFamily,
+    },
+    /// An address of a family the Service has no cluster IP for.
+    #[error("{field}: {address}: the Service has no {} cluster IP", family_name(AddressFamily::of(.address)))]
+    FamilyNotServed {
+        /// The field.
+        field: &'static str,
+        /// The address.
+        address: IpAddr,
+    },
+    /// A port number outside 1-65535.
+    #[error("{field}: port {value} is outside 1-65535")]
+    InvalidPort {
+        /// The field.
+        field: &'static str,
+        /// The number.
+        value: i32,
+    },
+    /// A port without a number (an EndpointSlice port meaning "all ports",
+    /// which IPVS cannot express).
+    #[error("{field}: port {name:?} has no number")]
+    MissingPort {
+        /// The field.
+        field: &'static str,
+        /// The port's name.
+        name: String,
+    },
+    /// A protocol other than TCP, UDP and SCTP.
+    #[error("{field}: unknown protocol {value:?}")]
+    UnknownProtocol {
+        /// The field.
+        field: &'static str,
+        /// The protocol.
+        value: String,
+    },
+    /// An EndpointSlice `addressType` other than IPv4, IPv6 and FQDN.
+    #[error("addressType: unknown address type {value:?}")]
+    UnknownAddressType {
+        /// The type.
+        value: String,
+    },
+    /// An endpoint without any address.
+    #[error("{field}: no address")]
+    MissingAddress {
+        /// The field.
+        field: &'static str,
+    },
+    /// A value that repeats one already taken.
+    #[error("{field}: duplicate {value}")]
+    Duplicate {
+        /// The field.
+        field: &'static str,
+        /// The repeated value.
+        value: String,
+    },
+    /// A field with a value the API does not define; the fallback is used.
+    #[error("{field}: unknown value {value:?}, using {fallback}")]
+    InvalidValue {
+        /// The field.
+        field: &'static str,
+        /// The value.
+        value: String,
+        /// What is used instead.
+        fallback: &'static str,
+    },
+    /// A CIDR that does not parse.
+    #[error("{field}: {value:?} is not a CIDR")]
+    InvalidCidr {
+        /// The field.
+        field: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// A scheduler annotation naming no known scheduler; the default is used.
+    #[error("annotation {annotation}: unknown scheduler {value:?}, using the default")]
+    UnknownScheduler {
+        /// The annotation.
+        annotation: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// A scheduler-flags annotation that does not parse; no flag is set.
+    #[error("annotation {annotation}: invalid scheduler flags {value:?} ({why}), setting none")]
+    InvalidSchedulerFlags {
+        /// The annotation.
+        annotation: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Scheduler flags that the Service's scheduler does not take; no flag is set.
+    #[error("annotation {annotation}: flags {value:?} do not apply to scheduler {scheduler}, setting none")]
+    SchedulerFlagsMismatch {
+        /// The annotation.
+        annotation: &'static str,
+        /// Its value.
+        value: String,
+        /// The scheduler the Service uses.
+        scheduler: Scheduler,
+    },
+    /// A virtual server another Service wants too; the first Service by
+    /// namespace/name keeps it.
+    #[error("virtual server {key} is also wanted by {owner}, which keeps it")]
+    Conflict {
+        /// The virtual server.
+        key: VirtualServerKey,
+        /// The Service that keeps it.
+        owner: ServiceRef,
+    },
+}
+
+impl SkipReason {
+    /// A label for metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SkipReason::MissingName => "missing_name",
+            SkipReason::InvalidAddress { .. } => "invalid_address",
+            SkipReason::WrongFamily { .. } => "wrong_family",
+            SkipReason::FamilyNotServed { .. } => "family_not_served",
+            SkipReason::InvalidPort { .. } => "invalid_port",
+            SkipReason::MissingPort { .. } => "missing_port",
+            SkipReason::UnknownProtocol { .. } => "unknown_protocol",
+            SkipReason::UnknownAddressType { .. } => "unknown_address_type",
+            SkipReason::MissingAddress { .. } => "missing_address",
+            SkipReason::Duplicate { .. } => "duplicate",
+            SkipReason::InvalidValue { .. } => "invalid_value",
+            SkipReason::InvalidCidr { .. } => "invalid_cidr",
+            SkipReason::UnknownScheduler { .. } => "unknown_scheduler",
+            SkipReason::InvalidSchedulerFlags { .. } => "invalid_scheduler_flags",
+            SkipReason::SchedulerFlagsMismatch { .. } => "scheduler_flags_mismatch",
+            SkipReason::Conflict { .. } => "conflict",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_kind_object_and_detail() {
+        let s = Skipped::new(
+            SkipKind::Service,
+            "default/web",
+            SkipReason::InvalidPort {
+                field: "spec.ports[].port",
+                value: 70000,
+            },
+        );
+        assert_eq!(
+            s.to_string(),
+            "Service default/web: spec.ports[].port: port 70000 is outside 1-65535"
+        );
+        assert_eq!(s.reason.as_str(), "invalid_port");
+        let w = SkipReason::WrongFamily {
+            field: "spec.clusterIPs",
+            address: "10.0.0.1".parse().unwrap(),
+            expected: AddressFamily::Inet6,
+        };
+        assert_eq!(w.to_string(), "spec.clusterIPs: 10.0.0.1 is not IPv6");
+    }
+}
