@@ -1,0 +1,114 @@
+//! The Kubernetes API as a source: watches on Services, EndpointSlices and
+//! the agent's Node, merged into one stream.
+
+use std::path::Path;
+
+use futures::stream::{self, BoxStream, Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Config, Resource};
+use serde::de::DeserializeOwned;
+
+use super::trim::Trim;
+use super::{Error, SourceEvent};
+
+/// The selector kube-proxy watches Services and EndpointSlices with: objects
+/// that name another service proxy, and the endpoints of headless Services,
+/// are none of a node proxy's business, and the API server need not send them.
+pub const PROXY_LABEL_SELECTOR: &str =
+    "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless";
+
+/// A client from the given kubeconfig, or else inferred: `$KUBECONFIG`,
+/// `~/.kube/config`, then the in-cluster service account.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let read_error = |source| Error::ReadKubeconfig {
+                path: path.to_owned(),
+                source,
+            };
+            let kubeconfig = Kubeconfig::read_from(path).map_err(read_error)?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(read_error)?
+        }
+        None => Config::infer().await.map_err(Error::InferConfig)?,
+    };
+    Client::try_from(config).map_err(Error::BuildClient)
+}
+
+/// Watches Services and EndpointSlices cluster-wide (with
+/// [`PROXY_LABEL_SELECTOR`]) and the Node named `node_name`, with bookmarks.
+///
+/// Errors never end the stream: each is logged and reported as
+/// [`SourceEvent::WatchError`], and the watch is retried with backoff; after
+/// a failed resume (410 Gone, or an API down for long) it relists, which
+/// shows as a fresh `Init`..`InitDone`.
+pub fn kube_source(
+    client: Client,
+    node_name: &str,
+) -> impl Stream<Item = SourceEvent> + Send + 'static {
+    let selected = watcher::Config::default().labels(PROXY_LABEL_SELECTOR);
+    let node = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
+    stream::select_all([
+        watch(
+            Api::<Service>::all(client.clone()),
+            selected.clone(),
+            SourceEvent::Services,
+        ),
+        watch(
+            Api::<EndpointSlice>::all(client.clone()),
+            selected,
+            SourceEvent::EndpointSlices,
+        ),
+        watch(Api::<Node>::all(client), node, SourceEvent::Node),
+    ])
+}
+
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    wrap: fn(Event<K>) -> SourceEvent,
+) -> BoxStream<'static, SourceEvent>
+where
+    K: Resource<DynamicType = ()>
+        + k8s_openapi::Resource
+        + Trim
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(api, config)
+        .default_backoff()
+        .modify(K::trim)
+        .map(move |result| match result {
+            Ok(event) => wrap(event),
+            Err(error) => {
+                let kind = error_kind(&error);
+                tracing::warn!(resource = K::KIND, kind, %error, "watch failed; retrying");
+                SourceEvent::WatchError {
+                    resource: K::KIND,
+                    kind,
+                }
+            }
+        })
+        .boxed()
+}
+
+/// A metric label for a watcher error.
+pub fn error_kind(error: &watcher::Error) -> &'static str {
+    match error {
+        watcher::Error::InitialListFailed(_) => "list",
+        watcher::Error::WatchStartFailed(_) => "watch_start",
+        watcher::Error::WatchError(status) if status.code == 410 => "gone",
+        watcher::Error::WatchError(_) => "watch_error",
+        watcher::Error::WatchFailed(_) => "watch_stream",
+        watcher::Error::NoResourceVersion => "no_resource_version",
+    }
+}

@@ -1,0 +1,109 @@
+//! Where the agent's input comes from: the Kubernetes API or a directory of
+//! manifests. Both yield one stream of [`SourceEvent`]s with kube-runtime's
+//! watcher semantics per kind: `Init`, `InitApply`..., `InitDone` for the
+//! initial state (and again on every relist), then `Apply`/`Delete`.
+//!
+//! - [`cluster`]: watches on the API server ([`kube_source`], [`client`]).
+//! - [`manifest`]: parsing manifest files ([`load_dir`]).
+//! - [`dir`]: a watched directory of manifests ([`dir_source`]).
+//! - `index`: which file contributed which object.
+//! - `trim`: dropping the fields the agent never reads.
+
+pub mod cluster;
+pub mod dir;
+mod index;
+pub mod manifest;
+mod trim;
+
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::Event;
+
+pub use cluster::{client, kube_source, PROXY_LABEL_SELECTOR};
+pub use dir::dir_source;
+pub use manifest::{load_dir, DirContents, FileError};
+
+/// One event from a source.
+#[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "each event is moved once, from the source to the loop; boxing every Node would \
+              only part `Node` from kube-runtime's `Event<Node>`"
+)]
+pub enum SourceEvent {
+    /// A change to the Services.
+    Services(Event<Service>),
+    /// A change to the EndpointSlices.
+    EndpointSlices(Event<EndpointSlice>),
+    /// A change to the Node: the agent's own one from the API; every Node
+    /// of the directory from [`dir_source`].
+    Node(Event<Node>),
+    /// A list or watch on the API failed. The source goes on by itself,
+    /// retrying with backoff; a relist then starts with a fresh `Init`.
+    WatchError {
+        /// The resource watched: `"Service"`, `"EndpointSlice"` or `"Node"`.
+        resource: &'static str,
+        /// What failed, as a metric label ([`cluster::error_kind`]).
+        kind: &'static str,
+    },
+    /// A file, or one document of it, was not used; everything else loads.
+    FileSkipped(FileError),
+}
+
+impl SourceEvent {
+    /// Whether this event ends the initial (or a re-)listing of its kind.
+    pub fn is_init_done(&self) -> bool {
+        matches!(
+            self,
+            SourceEvent::Services(Event::InitDone)
+                | SourceEvent::EndpointSlices(Event::InitDone)
+                | SourceEvent::Node(Event::InitDone)
+        )
+    }
+}
+
+/// What can go wrong setting a source up. Failures once a source runs are
+/// reported in its stream instead ([`SourceEvent::WatchError`],
+/// [`SourceEvent::FileSkipped`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading the given kubeconfig failed.
+    #[error("reading kubeconfig {path}")]
+    ReadKubeconfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// No client configuration: none given, none in the environment, and
+    /// not in a cluster.
+    #[error("inferring the Kubernetes client configuration")]
+    InferConfig(#[source] kube::config::InferConfigError),
+    /// Building the client from its configuration failed.
+    #[error("building the Kubernetes client")]
+    BuildClient(#[source] kube::Error),
+    /// Listing the manifest directory failed.
+    #[error("reading directory {path}")]
+    ReadDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An error and its sources, `: `-separated, for one log field.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

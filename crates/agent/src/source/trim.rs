@@ -1,0 +1,102 @@
+//! Dropping the fields the agent never reads, before objects are kept.
+//!
+//! `managedFields` and the `kubectl apply` annotation are often the larger
+//! part of a Service, and a Node's image list is kilobytes; with tens of
+//! thousands of objects held, they would dominate the agent's memory.
+
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// The annotation `kubectl apply` keeps the whole applied object in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Objects that can be trimmed.
+pub(crate) trait Trim {
+    /// Drops the fields the agent never reads.
+    fn trim(&mut self);
+}
+
+fn trim_meta(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+impl Trim for Service {
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata);
+    }
+}
+
+impl Trim for EndpointSlice {
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata);
+    }
+}
+
+impl Trim for Endpoints {
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata);
+    }
+}
+
+impl Trim for Node {
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata);
+        if let Some(status) = &mut self.status {
+            status.images = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ContainerImage, NodeStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+
+    #[test]
+    fn trims_managed_fields_last_applied_and_images() {
+        let meta = ObjectMeta {
+            name: Some("n".into()),
+            managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+            annotations: Some(
+                [
+                    (LAST_APPLIED.to_owned(), "{}".to_owned()),
+                    ("keep".to_owned(), "1".to_owned()),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let mut node = Node {
+            metadata: meta,
+            status: Some(NodeStatus {
+                images: Some(vec![ContainerImage::default()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        node.trim();
+        assert_eq!(node.metadata.managed_fields, None);
+        assert_eq!(
+            node.metadata.annotations,
+            Some([("keep".to_owned(), "1".to_owned())].into())
+        );
+        assert_eq!(node.status.unwrap().images, None);
+        let mut service = Service {
+            metadata: ObjectMeta {
+                annotations: Some([(LAST_APPLIED.to_owned(), "{}".to_owned())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        service.trim();
+        assert_eq!(service.metadata.annotations, None);
+    }
+}
