@@ -1,0 +1,38 @@
+//! The node's packet plumbing around IPVS: an nftables table for
+//! masquerade, hairpin, closed VIP ports and load-balancer source ranges,
+//! and conntrack clean-up for UDP flows whose endpoint is gone.
+//!
+//! - [`ruleset`]: pure; [`Ruleset::new`] turns the desired IPVS state into
+//!   the contents of the table's sets.
+//! - [`render`]: pure; the `nft` JSON transaction that replaces the table.
+//! - [`table`]: [`Firewall`] applies a ruleset (skipping unchanged ones)
+//!   and removes the table.
+//! - [`conntrack`]: [`Conntrack`] deletes stale UDP flows over netlink.
+//!
+//! One `inet kube-ipvs` table serves both families: one object to replace
+//! atomically and to delete on clean-up, one set of chains, and nat in the
+//! `inet` family (Linux 5.2+). Its rules are fixed; only set elements grow
+//! with Services, so a sync costs in elements, not rules. Other tables
+//! (other software's, iptables-nft's) are never read or written.
+//!
+//! nftables goes through the `nftables` crate (typed JSON for `nft -j -f`):
+//! the runtime image ships `nft`, and JSON through `nft` gets the kernel's
+//! full expression set (concatenations, interval concatenations, `masquerade
+//! fully-random`) without writing an nf_tables netlink codec. `rustables`
+//! (GPL-3.0) and the libnftnl bindings (C libraries) were not taken.
+//! Conntrack uses `netlink-packet-netfilter`'s ctnetlink messages, on the
+//! workspace's netlink-packet-core.
+
+pub mod conntrack;
+mod error;
+pub mod render;
+pub mod ruleset;
+pub mod table;
+
+pub use conntrack::{Conntrack, Flow, FlowTuple, StaleUdpFlows};
+pub use error::FirewallError;
+pub use ruleset::{
+    AllowedSource, FamilySets, FirewallConfig, Hairpin, MasqueradeScope, Ruleset, ServicePort,
+    DEFAULT_MASQUERADE_MARK,
+};
+pub use table::{set_sysctls, Firewall, SyncReport, SYSCTLS};

@@ -1,0 +1,522 @@
+//! The node's packet-filter state as plain data: the contents of the
+//! `kube-ipvs` table's sets, computed from the desired IPVS state.
+//!
+//! The rules themselves are fixed (see [`super::render`]); only the sets
+//! change with Services, so the cost of a sync grows with elements, never
+//! with rules.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use kube_ipvs_controller::{DesiredState, VirtualServerKind};
+use kube_ipvs_netlink::{AddressFamily, ForwardMethod, Protocol, VirtualServerKey};
+
+/// The mark kube-proxy uses for "masquerade this connection" (`KUBE-MARK-MASQ`).
+pub const DEFAULT_MASQUERADE_MARK: u32 = 0x4000;
+
+/// How the node filters and masquerades Service traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirewallConfig {
+    /// `--cluster-cidr`: pod addresses. Service traffic from outside them is
+    /// masqueraded, so that replies come back through this node.
+    pub cluster_cidrs: Vec<IpNetwork>,
+    /// `--masquerade-all`: masquerade all Service traffic.
+    pub masquerade_all: bool,
+    /// The packet-mark bit that flags a connection for masquerade between the
+    /// prerouting/output chains and postrouting.
+    pub masquerade_mark: u32,
+}
+
+impl Default for FirewallConfig {
+    fn default() -> Self {
+        FirewallConfig {
+            cluster_cidrs: Vec::new(),
+            masquerade_all: false,
+            masquerade_mark: DEFAULT_MASQUERADE_MARK,
+        }
+    }
+}
+
+/// A Service address, protocol and port: one IPVS virtual server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServicePort {
+    /// The virtual address.
+    pub address: IpAddr,
+    /// The transport protocol.
+    pub protocol: Protocol,
+    /// The virtual port.
+    pub port: u16,
+}
+
+/// An endpoint that may reach itself through a Service: a connection from
+/// `address` to `address:port` after IPVS's DNAT is masqueraded, or the
+/// endpoint would drop the answer as coming from its own address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hairpin {
+    /// The endpoint's address.
+    pub address: IpAddr,
+    /// The transport protocol.
+    pub protocol: Protocol,
+    /// The endpoint's port.
+    pub port: u16,
+}
+
+/// One source range allowed to reach a load-balancer address and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AllowedSource {
+    /// The load-balancer virtual server.
+    pub service: ServicePort,
+    /// A `loadBalancerSourceRanges` entry, with its host bits cleared.
+    pub source: IpNetwork,
+}
+
+/// Which traffic to Services gets masqueraded, for one address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MasqueradeScope {
+    /// Everything (`--masquerade-all`).
+    All,
+    /// Traffic from outside the family's cluster CIDRs, to any Service.
+    OutsideClusterCidrs,
+    /// No cluster CIDR of this family is known, so pods and the outside look
+    /// alike: traffic to NodePorts, external and load-balancer IPs from any
+    /// source. Locally originated traffic is masqueraded in every scope.
+    #[default]
+    ExternalOnly,
+}
+
+/// The sets of one address family.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FamilySets {
+    /// Which traffic is masqueraded.
+    pub masquerade: MasqueradeScope,
+    /// Addresses bound on the dummy interface: cluster, external and
+    /// load-balancer IPs. New connections to them on other ports are rejected.
+    pub vips: BTreeSet<IpAddr>,
+    /// Every virtual server.
+    pub services: BTreeSet<ServicePort>,
+    /// Virtual servers on node ports, external and load-balancer IPs.
+    pub external_services: BTreeSet<ServicePort>,
+    /// `--cluster-cidr` entries of this family, none inside another.
+    pub cluster_cidrs: BTreeSet<IpNetwork>,
+    /// Endpoints that may reach themselves through a Service.
+    pub hairpin: BTreeSet<Hairpin>,
+    /// Load-balancer virtual servers with source ranges.
+    pub restricted: BTreeSet<ServicePort>,
+    /// The sources allowed to reach each restricted virtual server.
+    pub allowed_sources: BTreeSet<AllowedSource>,
+}
+
+impl FamilySets {
+    /// How many set elements the family holds.
+    pub fn element_count(&self) -> usize {
+        self.vips.len()
+            + self.services.len()
+            + self.external_services.len()
+            + self.cluster_cidrs.len()
+            + self.hairpin.len()
+            + self.restricted.len()
+            + self.allowed_sources.len()
+    }
+}
+
+/// Everything the `kube-ipvs` table holds that depends on Services and flags.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// The masquerade mark bit.
+    pub masquerade_mark: u32,
+    /// IPv4 sets.
+    pub ipv4: FamilySets,
+    /// IPv6 sets.
+    pub ipv6: FamilySets,
+}
+
+impl Ruleset {
+    /// The ruleset `desired` needs under `config`.
+    pub fn new(desired: &DesiredState, config: &FirewallConfig) -> Self {
+        let mut ruleset = Ruleset {
+            masquerade_mark: config.masquerade_mark,
+            ..Ruleset::default()
+        };
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let sets = ruleset.family_mut(family);
+            sets.cluster_cidrs = disjoint(
+                config
+                    .cluster_cidrs
+                    .iter()
+                    .filter(|n| family_of_network(n) == family),
+            );
+            sets.masquerade = if config.masquerade_all {
+                MasqueradeScope::All
+            } else if sets.cluster_cidrs.is_empty() {
+                MasqueradeScope::ExternalOnly
+            } else {
+                MasqueradeScope::OutsideClusterCidrs
+            };
+        }
+        for address in desired.addresses() {
+            ruleset
+                .family_mut(AddressFamily::of(&address))
+                .vips
+                .insert(address);
+        }
+        for (key, (_, vs)) in desired.virtual_servers() {
+            let VirtualServerKey::Inet {
+                protocol,
+                address,
+                port,
+            } = key
+            else {
+                continue;
+            };
+            let family = AddressFamily::of(&address);
+            let service = ServicePort {
+                address,
+                protocol,
+                port,
+            };
+            let sets = ruleset.family_mut(family);
+            sets.services.insert(service);
+            if vs.kind != VirtualServerKind::ClusterIp {
+                sets.external_services.insert(service);
+            }
+            for rs in vs.real_servers.values() {
+                // Only NAT rewrites the destination; other methods never
+                // send a packet back out with the client's address.
+                if rs.forward == ForwardMethod::Masquerade
+                    && AddressFamily::of(&rs.key.address) == family
+                {
+                    sets.hairpin.insert(Hairpin {
+                        address: rs.key.address,
+                        protocol,
+                        port: rs.key.port,
+                    });
+                }
+            }
+            if vs.kind == VirtualServerKind::LoadBalancer && !vs.source_ranges.is_empty() {
+                // Ranges of the other family allow nothing here; if no range
+                // is left the address is closed rather than open to all.
+                sets.restricted.insert(service);
+                let ranges = vs
+                    .source_ranges
+                    .iter()
+                    .filter(|n| family_of_network(n) == family);
+                for source in disjoint(ranges) {
+                    sets.allowed_sources
+                        .insert(AllowedSource { service, source });
+                }
+            }
+        }
+        ruleset
+    }
+
+    /// The sets of `family`.
+    pub fn family(&self, family: AddressFamily) -> &FamilySets {
+        match family {
+            AddressFamily::Inet => &self.ipv4,
+            AddressFamily::Inet6 => &self.ipv6,
+        }
+    }
+
+    fn family_mut(&mut self, family: AddressFamily) -> &mut FamilySets {
+        match family {
+            AddressFamily::Inet => &mut self.ipv4,
+            AddressFamily::Inet6 => &mut self.ipv6,
+        }
+    }
+
+    /// How many set elements the ruleset holds.
+    pub fn element_count(&self) -> usize {
+        self.ipv4.element_count() + self.ipv6.element_count()
+    }
+}
+
+fn family_of_network(network: &IpNetwork) -> AddressFamily {
+    AddressFamily::of(&network.ip())
+}
+
+/// The networks with host bits cleared and without any that lies inside
+/// another: the kernel refuses overlapping elements in an interval set, and
+/// two prefixes either nest or are disjoint.
+fn disjoint<'a>(networks: impl Iterator<Item = &'a IpNetwork>) -> BTreeSet<IpNetwork> {
+    let normalized: BTreeSet<IpNetwork> = networks
+        .filter_map(|n| IpNetwork::new(n.network(), n.prefix()).ok())
+        .collect();
+    normalized
+        .iter()
+        .filter(|n| {
+            !normalized
+                .iter()
+                .any(|outer| outer != *n && outer.prefix() < n.prefix() && outer.contains(n.ip()))
+        })
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube_ipvs_controller::{DesiredVirtualServer, ServiceRef, ServiceState};
+    use kube_ipvs_netlink::{RealServer, Scheduler, VirtualServer};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn net(s: &str) -> IpNetwork {
+        s.parse().unwrap()
+    }
+
+    fn port(address: &str, protocol: Protocol, port: u16) -> ServicePort {
+        ServicePort {
+            address: ip(address),
+            protocol,
+            port,
+        }
+    }
+
+    /// A one-Service desired state: `vips` bound, one virtual server per
+    /// `(kind, address, port)`, each with `endpoints` on `target_port`.
+    struct Svc {
+        kind: VirtualServerKind,
+        address: &'static str,
+        port: u16,
+        endpoints: &'static [&'static str],
+        source_ranges: &'static [&'static str],
+    }
+
+    fn svc(kind: VirtualServerKind, address: &'static str, port: u16) -> Svc {
+        Svc {
+            kind,
+            address,
+            port,
+            endpoints: &[],
+            source_ranges: &[],
+        }
+    }
+
+    fn desired(vips: &[&str], servers: &[Svc]) -> DesiredState {
+        let mut state = ServiceState {
+            addresses: vips.iter().map(|a| ip(a)).collect(),
+            ..ServiceState::default()
+        };
+        for s in servers {
+            let key = VirtualServerKey::inet(Protocol::Tcp, ip(s.address), s.port);
+            let real_servers = s
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let rs = RealServer::new(ip(e), 8080);
+                    (rs.key, rs)
+                })
+                .collect();
+            state.virtual_servers.insert(
+                key,
+                DesiredVirtualServer {
+                    service: VirtualServer::new(key, Scheduler::Rr),
+                    real_servers,
+                    port_name: "http".into(),
+                    kind: s.kind,
+                    source_ranges: s.source_ranges.iter().map(|r| net(r)).collect(),
+                },
+            );
+        }
+        let mut desired = DesiredState::default();
+        desired
+            .services
+            .insert(ServiceRef::new("default", "web"), state);
+        desired
+    }
+
+    fn config(cidrs: &[&str], all: bool) -> FirewallConfig {
+        FirewallConfig {
+            cluster_cidrs: cidrs.iter().map(|c| net(c)).collect(),
+            masquerade_all: all,
+            ..FirewallConfig::default()
+        }
+    }
+
+    #[test]
+    fn masquerade_scope_per_family() {
+        let cases = [
+            // (cluster cidrs, masquerade-all, v4 scope, v6 scope)
+            (
+                &[][..],
+                false,
+                MasqueradeScope::ExternalOnly,
+                MasqueradeScope::ExternalOnly,
+            ),
+            (
+                &["10.244.0.0/16"][..],
+                false,
+                MasqueradeScope::OutsideClusterCidrs,
+                MasqueradeScope::ExternalOnly,
+            ),
+            (
+                &["10.244.0.0/16", "fd00:10:244::/56"][..],
+                false,
+                MasqueradeScope::OutsideClusterCidrs,
+                MasqueradeScope::OutsideClusterCidrs,
+            ),
+            (
+                &["10.244.0.0/16"][..],
+                true,
+                MasqueradeScope::All,
+                MasqueradeScope::All,
+            ),
+        ];
+        for (cidrs, all, v4, v6) in cases {
+            let r = Ruleset::new(&DesiredState::default(), &config(cidrs, all));
+            assert_eq!(
+                (r.ipv4.masquerade, r.ipv6.masquerade),
+                (v4, v6),
+                "{cidrs:?} {all}"
+            );
+        }
+    }
+
+    #[test]
+    fn services_split_by_kind_and_family() {
+        use VirtualServerKind::*;
+        let d = desired(
+            &["10.96.0.10", "192.0.2.10", "fd00::10"],
+            &[
+                svc(ClusterIp, "10.96.0.10", 80),
+                svc(NodePort, "172.18.0.2", 30080),
+                svc(LoadBalancer, "192.0.2.10", 80),
+                svc(ClusterIp, "fd00::10", 80),
+                svc(ExternalIp, "2001:db8::1", 80),
+            ],
+        );
+        let r = Ruleset::new(&d, &FirewallConfig::default());
+        assert_eq!(
+            r.ipv4.vips,
+            [ip("10.96.0.10"), ip("192.0.2.10")].into_iter().collect()
+        );
+        assert_eq!(r.ipv6.vips, [ip("fd00::10")].into_iter().collect());
+        assert_eq!(
+            r.ipv4.services,
+            [
+                port("10.96.0.10", Protocol::Tcp, 80),
+                port("172.18.0.2", Protocol::Tcp, 30080),
+                port("192.0.2.10", Protocol::Tcp, 80),
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert_eq!(
+            r.ipv4.external_services,
+            [
+                port("172.18.0.2", Protocol::Tcp, 30080),
+                port("192.0.2.10", Protocol::Tcp, 80),
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert_eq!(
+            r.ipv6.external_services,
+            [port("2001:db8::1", Protocol::Tcp, 80)]
+                .into_iter()
+                .collect()
+        );
+        assert_eq!(r.ipv6.services.len(), 2);
+        assert_eq!(r.element_count(), 2 + 3 + 2 + 1 + 2 + 1);
+    }
+
+    #[test]
+    fn hairpin_has_every_nat_endpoint_once() {
+        use VirtualServerKind::*;
+        let mut d = desired(
+            &["10.96.0.10"],
+            &[
+                Svc {
+                    endpoints: &["10.244.1.2", "10.244.2.3"],
+                    ..svc(ClusterIp, "10.96.0.10", 80)
+                },
+                Svc {
+                    endpoints: &["10.244.1.2"],
+                    ..svc(NodePort, "172.18.0.2", 30080)
+                },
+            ],
+        );
+        // A direct-routing real server never needs it.
+        let state = d.services.values_mut().next().unwrap();
+        let vs = state.virtual_servers.values_mut().next().unwrap();
+        let mut dr = RealServer::new(ip("10.244.3.4"), 8080);
+        dr.forward = ForwardMethod::DirectRoute;
+        vs.real_servers.insert(dr.key, dr);
+
+        let r = Ruleset::new(&d, &FirewallConfig::default());
+        let hairpin = |a: &str| Hairpin {
+            address: ip(a),
+            protocol: Protocol::Tcp,
+            port: 8080,
+        };
+        assert_eq!(
+            r.ipv4.hairpin,
+            [hairpin("10.244.1.2"), hairpin("10.244.2.3")]
+                .into_iter()
+                .collect()
+        );
+    }
+
+    #[test]
+    fn source_ranges_only_for_load_balancers_of_their_family() {
+        use VirtualServerKind::*;
+        let d = desired(
+            &["192.0.2.10", "192.0.2.11", "192.0.2.12"],
+            &[
+                Svc {
+                    source_ranges: &["198.51.100.7/24", "198.51.100.0/25", "2001:db8::/32"],
+                    ..svc(LoadBalancer, "192.0.2.10", 80)
+                },
+                // Only ranges of the other family: closed, not open.
+                Svc {
+                    source_ranges: &["2001:db8::/32"],
+                    ..svc(LoadBalancer, "192.0.2.11", 80)
+                },
+                // Not a load balancer: ranges don't apply.
+                Svc {
+                    source_ranges: &["198.51.100.0/24"],
+                    ..svc(ExternalIp, "192.0.2.12", 80)
+                },
+                svc(LoadBalancer, "192.0.2.13", 80),
+            ],
+        );
+        let r = Ruleset::new(&d, &FirewallConfig::default());
+        assert_eq!(
+            r.ipv4.restricted,
+            [
+                port("192.0.2.10", Protocol::Tcp, 80),
+                port("192.0.2.11", Protocol::Tcp, 80)
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert_eq!(
+            r.ipv4.allowed_sources,
+            [AllowedSource {
+                service: port("192.0.2.10", Protocol::Tcp, 80),
+                source: net("198.51.100.0/24"),
+            }]
+            .into_iter()
+            .collect()
+        );
+        assert!(r.ipv6.restricted.is_empty());
+    }
+
+    #[test]
+    fn disjoint_drops_nested_prefixes_and_clears_host_bits() {
+        let cases: [(&[&str], &[&str]); 4] = [
+            (&["10.244.0.0/16"], &["10.244.0.0/16"]),
+            (&["10.244.1.7/16", "10.244.3.0/24"], &["10.244.0.0/16"]),
+            (&["10.0.0.0/8", "11.0.0.0/8"], &["10.0.0.0/8", "11.0.0.0/8"]),
+            (&["0.0.0.0/0", "10.0.0.0/8", "10.0.0.0/8"], &["0.0.0.0/0"]),
+        ];
+        for (input, want) in cases {
+            let input: Vec<IpNetwork> = input.iter().map(|n| net(n)).collect();
+            let want: BTreeSet<IpNetwork> = want.iter().map(|n| net(n)).collect();
+            assert_eq!(disjoint(input.iter()), want, "{input:?}");
+        }
+    }
+}
