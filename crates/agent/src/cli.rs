@@ -1,0 +1,358 @@
+//! Command-line flags. Names and defaults follow kube-proxy wherever it has
+//! the flag, so a kube-proxy configuration carries over.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnetwork::IpNetwork;
+use kube_ipvs_netlink::Scheduler;
+
+/// The kube-ipvs command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kube-ipvs",
+    version,
+    about = "Load-balances Kubernetes Services with IPVS"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: watch the sources and keep the kernel in sync.
+    Run(Box<RunArgs>),
+    /// Print the desired state from the sources, without root and without touching the kernel.
+    Plan(PlanArgs),
+    /// Print the virtual servers in the kernel now.
+    Dump(DumpArgs),
+    /// Remove everything the agent owns (its virtual servers, addresses, dummy
+    /// interface and packet-filter table) and nothing else.
+    Cleanup(CleanupArgs),
+}
+
+/// Where Services, EndpointSlices and the Node come from.
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Path to a kubeconfig; in-cluster configuration when unset.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Read Services, EndpointSlices, Endpoints and Nodes from YAML files in
+    /// this directory instead of the Kubernetes API, and watch it.
+    #[arg(long, value_name = "DIR")]
+    pub from_dir: Option<PathBuf>,
+    /// The name of this node; the host name when unset.
+    #[arg(long, env = "NODE_NAME")]
+    pub hostname_override: Option<String>,
+}
+
+/// How Services map to virtual servers.
+#[derive(Debug, Clone, Args)]
+pub struct MappingArgs {
+    /// CIDRs of the node addresses NodePorts listen on (comma-separated); all when empty.
+    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
+    pub nodeport_addresses: Vec<IpNetwork>,
+    /// The default scheduler; a Service may choose its own with the
+    /// `kube-ipvs.io/scheduler` annotation.
+    #[arg(long, default_value = "rr", value_parser = parse_scheduler)]
+    pub ipvs_scheduler: Scheduler,
+    /// Serve only Services labelled `service.kubernetes.io/service-proxy-name`
+    /// with this value; when empty, serve only Services without that label.
+    #[arg(long, default_value = "")]
+    pub service_proxy_name: String,
+}
+
+/// Flags of `run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Mapping.
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+    /// Sync once, print a JSON summary and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// How often the whole kernel state is dumped and repaired.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub ipvs_sync_period: Duration,
+    /// The shortest time between two syncs; changes arriving within it are batched.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub ipvs_min_sync_period: Duration,
+    /// CIDRs the agent never deletes virtual servers or addresses in (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
+    pub ipvs_exclude_cidrs: Vec<IpNetwork>,
+    /// Set arp_ignore=1 and arp_announce=2, so the node does not answer ARP for the VIPs.
+    #[arg(long)]
+    pub ipvs_strict_arp: bool,
+    /// IPVS TCP session timeout; 0 keeps the kernel's.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub ipvs_tcp_timeout: Duration,
+    /// IPVS TCP timeout after a FIN; 0 keeps the kernel's.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub ipvs_tcpfin_timeout: Duration,
+    /// IPVS UDP timeout; 0 keeps the kernel's.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub ipvs_udp_timeout: Duration,
+    /// Where `/metrics` is served; empty to disable.
+    #[arg(long, default_value = "127.0.0.1:10249", value_parser = parse_optional_addr)]
+    pub metrics_bind_address: BindAddress,
+    /// Where `/healthz` and `/livez` are served; empty to disable.
+    #[arg(long, default_value = "0.0.0.0:10256", value_parser = parse_optional_addr)]
+    pub healthz_bind_address: BindAddress,
+    /// The dummy interface the virtual IPs are bound on.
+    #[arg(long, default_value = "kube-ipvs0")]
+    pub dummy_interface: String,
+    /// How long a removed TCP real server drains at weight 0 before it is deleted.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub ipvs_graceful_period: Duration,
+    /// The node-port range: virtual servers on node addresses with these ports are the agent's.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    pub service_node_port_range: RangeInclusive<u16>,
+    /// The cluster's pod CIDRs (comma-separated): traffic from elsewhere to
+    /// external addresses is masqueraded.
+    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
+    pub cluster_cidr: Vec<IpNetwork>,
+    /// Masquerade all traffic to Services.
+    #[arg(long)]
+    pub masquerade_all: bool,
+    /// Do not program the nftables table (masquerade, filters, source ranges).
+    #[arg(long)]
+    pub no_firewall: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Flags of `plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Sources.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Mapping.
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Flags of `dump`.
+#[derive(Debug, Clone, Args)]
+pub struct DumpArgs {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Include traffic counters.
+    #[arg(long)]
+    pub stats: bool,
+    /// Learn Service names from the agent running on this node (its
+    /// `/debug/virtual-servers`); empty to skip.
+    #[arg(long, default_value = "127.0.0.1:10249", value_parser = parse_optional_addr)]
+    pub metrics_bind_address: BindAddress,
+    /// Learn Service names from this directory instead.
+    #[arg(long, value_name = "DIR")]
+    pub from_dir: Option<PathBuf>,
+}
+
+/// Flags of `cleanup`.
+#[derive(Debug, Clone, Args)]
+pub struct CleanupArgs {
+    /// The dummy interface to remove with its addresses.
+    #[arg(long, default_value = "kube-ipvs0")]
+    pub dummy_interface: String,
+    /// Virtual servers on node addresses with these ports are removed too.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    pub service_node_port_range: RangeInclusive<u16>,
+    /// CIDRs never touched (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
+    pub ipvs_exclude_cidrs: Vec<IpNetwork>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Output format of `plan` and `dump`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// A table in the spirit of `ipvsadm -Ln`.
+    Table,
+    /// JSON.
+    Json,
+}
+
+fn parse_scheduler(s: &str) -> Result<Scheduler, String> {
+    Scheduler::known(s).ok_or_else(|| {
+        let known: Vec<&str> = Scheduler::KNOWN.iter().map(|s| s.name()).collect();
+        format!("unknown scheduler {s:?}; one of {}", known.join(", "))
+    })
+}
+
+fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
+    let net: IpNetwork = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("{s:?} is not a CIDR: {e}"))?;
+    if net.network() != net.ip() {
+        return Err(format!(
+            "{s:?} has host bits set; did you mean {}/{}?",
+            net.network(),
+            net.prefix()
+        ));
+    }
+    Ok(net)
+}
+
+/// An address to serve on, or none when the flag is empty (disabled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindAddress(pub Option<SocketAddr>);
+
+fn parse_optional_addr(s: &str) -> Result<BindAddress, String> {
+    if s.is_empty() {
+        return Ok(BindAddress(None));
+    }
+    s.parse()
+        .map(|a| BindAddress(Some(a)))
+        .map_err(|e| format!("{s:?} is not an address:port: {e}"))
+}
+
+fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not a port range like 30000-32767"))?;
+    let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo:?}: {e}"))?;
+    let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi:?}: {e}"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("{s:?} is not a port range: need 1 <= low <= high"));
+    }
+    Ok(lo..=hi)
+}
+
+/// Parses a Go duration as kube-proxy takes them: `30s`, `1m0s`, `300ms`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 30s, 1m30s or 300ms");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (number, tail) = rest.split_at(digits);
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?;
+        rest = tail;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("1h0m0s"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_kube_proxy() {
+        let cli = Cli::try_parse_from(["kube-ipvs", "run"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.ipvs_sync_period, Duration::from_secs(30));
+        assert_eq!(
+            run.metrics_bind_address,
+            BindAddress(Some("127.0.0.1:10249".parse().unwrap()))
+        );
+        assert_eq!(
+            run.healthz_bind_address,
+            BindAddress(Some("0.0.0.0:10256".parse().unwrap()))
+        );
+        let cli = Cli::try_parse_from(["kube-ipvs", "dump", "--metrics-bind-address", ""]).unwrap();
+        let Command::Dump(dump) = cli.command else {
+            panic!("not dump")
+        };
+        assert_eq!(dump.metrics_bind_address, BindAddress(None));
+        assert_eq!(run.service_node_port_range, 30000..=32767);
+        assert_eq!(run.mapping.ipvs_scheduler, Scheduler::Rr);
+        assert_eq!(run.dummy_interface, "kube-ipvs0");
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        for args in [
+            &["kube-ipvs", "run", "--ipvs-scheduler", "fastest"][..],
+            &["kube-ipvs", "run", "--ipvs-sync-period", "30"],
+            &["kube-ipvs", "run", "--nodeport-addresses", "10.0.0.1/8"],
+            &[
+                "kube-ipvs",
+                "run",
+                "--service-node-port-range",
+                "40000-30000",
+            ],
+            &["kube-ipvs", "run", "--metrics-bind-address", "localhost"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err().to_string();
+            assert!(err.contains("invalid value"), "{args:?}: {err}");
+        }
+        let cli = Cli::try_parse_from([
+            "kube-ipvs",
+            "run",
+            "--nodeport-addresses",
+            "10.0.0.0/8,fd00::/64",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.mapping.nodeport_addresses.len(), 2);
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

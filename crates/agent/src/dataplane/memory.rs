@@ -1,0 +1,149 @@
+//! An in-memory dataplane that behaves like the kernel where the reconciler
+//! can tell: it refuses duplicates and missing objects, and counts writes.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kube_ipvs_controller::{Observed, ObservedVirtualServer, Op};
+use kube_ipvs_netlink::{DumpedRealServer, Operation, RealServerCounters, VirtualServerKey};
+
+use super::{ApplyReport, Dataplane, DataplaneError};
+
+/// The shared state behind a [`MemoryDataplane`]; tests hold a clone of the
+/// handle to inspect the "kernel" and inject drift or failures.
+#[derive(Debug, Default)]
+pub struct MemoryKernel {
+    /// The IPVS table and the dummy interface's addresses.
+    pub state: Observed,
+    /// The node's addresses.
+    pub node_addresses: Vec<IpAddr>,
+    /// Operations that will fail, once each, when applied (compared with
+    /// their `Display` text, e.g. "new service TCP 10.0.0.1:80 (rr)").
+    pub fail_next: BTreeSet<String>,
+    /// Every write the kernel accepted, in order.
+    pub writes: Vec<Op>,
+    /// How many full dumps were taken.
+    pub dumps: usize,
+    /// How many times a list of operations was applied.
+    pub applies: usize,
+}
+
+/// A [`Dataplane`] over a [`MemoryKernel`].
+#[derive(Clone, Debug, Default)]
+pub struct MemoryDataplane {
+    kernel: Arc<Mutex<MemoryKernel>>,
+}
+
+impl MemoryDataplane {
+    /// An empty kernel.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The kernel, to inspect or change.
+    pub fn kernel(&self) -> MutexGuard<'_, MemoryKernel> {
+        // A test that panicked while holding the lock has failed already.
+        self.kernel.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn refuse(op: &Op, reason: &str) -> Result<(), DataplaneError> {
+    Err(DataplaneError::Operation {
+        op: op.to_string(),
+        reason: reason.to_owned(),
+    })
+}
+
+impl MemoryKernel {
+    fn apply_one(&mut self, op: &Op) -> Result<(), DataplaneError> {
+        if self.fail_next.remove(&op.to_string()) {
+            return refuse(op, "injected failure");
+        }
+        let vs = &mut self.state.virtual_servers;
+        let ok = match op {
+            Op::BindAddress(a) => self.state.addresses.insert(*a),
+            Op::UnbindAddress(a) => self.state.addresses.remove(a),
+            Op::Ipvs(Operation::NewService(s)) => {
+                if vs.contains_key(&s.key) {
+                    return refuse(op, "File exists");
+                }
+                vs.insert(
+                    s.key,
+                    ObservedVirtualServer {
+                        service: s.clone(),
+                        real_servers: Default::default(),
+                    },
+                );
+                true
+            }
+            Op::Ipvs(Operation::SetService(s)) => {
+                vs.get_mut(&s.key).map(|o| o.service = s.clone()).is_some()
+            }
+            Op::Ipvs(Operation::DelService(k)) => vs.remove(k).is_some(),
+            Op::Ipvs(Operation::NewDest(k, d)) => match vs.get_mut(k) {
+                Some(o) if !o.real_servers.contains_key(&d.key) => {
+                    o.real_servers.insert(
+                        d.key,
+                        DumpedRealServer {
+                            server: *d,
+                            counters: RealServerCounters::default(),
+                        },
+                    );
+                    true
+                }
+                Some(_) => return refuse(op, "File exists"),
+                None => false,
+            },
+            Op::Ipvs(Operation::SetDest(k, d)) => vs
+                .get_mut(k)
+                .and_then(|o| o.real_servers.get_mut(&d.key))
+                .map(|o| o.server = *d)
+                .is_some(),
+            Op::Ipvs(Operation::DelDest(k, d)) => vs
+                .get_mut(k)
+                .and_then(|o| o.real_servers.remove(d))
+                .is_some(),
+        };
+        if !ok {
+            return refuse(op, "No such file or directory");
+        }
+        self.writes.push(op.clone());
+        Ok(())
+    }
+}
+
+impl Dataplane for MemoryDataplane {
+    async fn observe(&mut self) -> Result<Observed, DataplaneError> {
+        let mut k = self.kernel();
+        k.dumps += 1;
+        Ok(k.state.clone())
+    }
+
+    async fn destinations(
+        &mut self,
+        keys: &[VirtualServerKey],
+    ) -> Result<Vec<(VirtualServerKey, Vec<DumpedRealServer>)>, DataplaneError> {
+        let k = self.kernel();
+        Ok(keys
+            .iter()
+            .filter_map(|key| {
+                let vs = k.state.virtual_servers.get(key)?;
+                Some((*key, vs.real_servers.values().copied().collect()))
+            })
+            .collect())
+    }
+
+    async fn apply(&mut self, ops: &[Op]) -> ApplyReport {
+        let mut k = self.kernel();
+        k.applies += 1;
+        ApplyReport {
+            results: ops.iter().map(|op| k.apply_one(op)).collect(),
+            sendmsg_calls: usize::from(!ops.is_empty()),
+        }
+    }
+
+    async fn node_addresses(&mut self) -> Result<Vec<IpAddr>, DataplaneError> {
+        Ok(self.kernel().node_addresses.clone())
+    }
+}

@@ -1,0 +1,161 @@
+//! Prometheus metrics, with kube-proxy's names where kube-proxy has one so
+//! existing dashboards and alerts keep working.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Every metric the agent exports.
+#[derive(Clone)]
+pub struct Metrics {
+    /// `kubeproxy_sync_proxy_rules_duration_seconds`.
+    pub sync_duration: Histogram,
+    /// `kubeproxy_network_programming_duration_seconds`.
+    pub network_programming: Histogram,
+    /// `kubeproxy_sync_proxy_rules_last_timestamp_seconds`.
+    pub last_sync: Gauge,
+    /// `kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds`.
+    pub last_queued: Gauge,
+    /// `kubeproxy_sync_proxy_rules_endpoint_changes_total`.
+    pub endpoint_changes: IntCounter,
+    /// `kubeproxy_sync_proxy_rules_service_changes_total`.
+    pub service_changes: IntCounter,
+    /// `kube_ipvs_netlink_operations_total{op,result}`.
+    pub operations: IntCounterVec,
+    /// `kube_ipvs_virtual_servers`.
+    pub virtual_servers: IntGauge,
+    /// `kube_ipvs_real_servers`.
+    pub real_servers: IntGauge,
+    /// `kube_ipvs_skipped_objects_total{kind,reason}`.
+    pub skipped: IntCounterVec,
+    /// `kube_ipvs_sync_errors_total`.
+    pub sync_errors: IntCounter,
+    /// `kube_ipvs_source_errors_total{resource,kind}`.
+    pub source_errors: IntCounterVec,
+}
+
+/// kube-proxy's sync-duration buckets: exponential from 1 ms, doubling, 15
+/// buckets (up to ~16 s), so a dashboard built on kube-proxy's histogram
+/// reads ours the same way.
+fn sync_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.001, 2.0, 15).expect("static bucket parameters")
+}
+
+/// kube-proxy's network-programming buckets: 0.25 s steps below 1 s, 1 s steps
+/// to a minute, then 5 s and 30 s steps to 5 minutes: it measures the
+/// cluster's end-to-end latency, which is seconds, not milliseconds.
+fn programming_buckets() -> Vec<f64> {
+    let mut b = vec![0.25, 0.5];
+    b.extend((1..60).map(f64::from));
+    b.extend((0..12).map(|i| 60.0 + 5.0 * f64::from(i)));
+    b.extend((0..7).map(|i| 120.0 + 30.0 * f64::from(i)));
+    b
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them on `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let m = Metrics {
+            sync_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "kubeproxy_sync_proxy_rules_duration_seconds",
+                    "SyncProxyRules latency in seconds",
+                )
+                .buckets(sync_buckets()),
+            )?,
+            network_programming: Histogram::with_opts(
+                HistogramOpts::new(
+                    "kubeproxy_network_programming_duration_seconds",
+                    "In Cluster Network Programming Latency in seconds",
+                )
+                .buckets(programming_buckets()),
+            )?,
+            last_sync: Gauge::new(
+                "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                "The last time proxy rules were successfully synced",
+            )?,
+            last_queued: Gauge::new(
+                "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+                "The last time a sync of proxy rules was queued",
+            )?,
+            endpoint_changes: IntCounter::new(
+                "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+                "Cumulative proxy rules Endpoint changes",
+            )?,
+            service_changes: IntCounter::new(
+                "kubeproxy_sync_proxy_rules_service_changes_total",
+                "Cumulative proxy rules Service changes",
+            )?,
+            operations: IntCounterVec::new(
+                Opts::new(
+                    "kube_ipvs_netlink_operations_total",
+                    "Kernel write operations applied, by operation and result",
+                ),
+                &["op", "result"],
+            )?,
+            virtual_servers: IntGauge::new(
+                "kube_ipvs_virtual_servers",
+                "Virtual servers the agent wants programmed",
+            )?,
+            real_servers: IntGauge::new(
+                "kube_ipvs_real_servers",
+                "Real servers the agent wants programmed",
+            )?,
+            skipped: IntCounterVec::new(
+                Opts::new(
+                    "kube_ipvs_skipped_objects_total",
+                    "Objects or parts of objects that could not be mapped, by kind and reason",
+                ),
+                &["kind", "reason"],
+            )?,
+            sync_errors: IntCounter::new(
+                "kube_ipvs_sync_errors_total",
+                "Syncs in which at least one kernel operation or the dump failed",
+            )?,
+            source_errors: IntCounterVec::new(
+                Opts::new(
+                    "kube_ipvs_source_errors_total",
+                    "Failed lists and watches of the Kubernetes API, by resource and kind of error",
+                ),
+                &["resource", "kind"],
+            )?,
+        };
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "kube_ipvs_build_info",
+                "Build information; the value is always 1",
+            ),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build))?;
+        registry.register(Box::new(m.sync_duration.clone()))?;
+        registry.register(Box::new(m.network_programming.clone()))?;
+        registry.register(Box::new(m.last_sync.clone()))?;
+        registry.register(Box::new(m.last_queued.clone()))?;
+        registry.register(Box::new(m.endpoint_changes.clone()))?;
+        registry.register(Box::new(m.service_changes.clone()))?;
+        registry.register(Box::new(m.operations.clone()))?;
+        registry.register(Box::new(m.virtual_servers.clone()))?;
+        registry.register(Box::new(m.real_servers.clone()))?;
+        registry.register(Box::new(m.skipped.clone()))?;
+        registry.register(Box::new(m.sync_errors.clone()))?;
+        registry.register(Box::new(m.source_errors.clone()))?;
+        Ok(m)
+    }
+
+    /// A set of metrics on a private registry, for tests and one-shot commands.
+    pub fn unregistered() -> Self {
+        Self::register(&Registry::new()).expect("a fresh registry has no duplicates")
+    }
+}
+
+/// Renders a registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    // Encoding into a Vec fails only on a metric family that is invalid by
+    // construction, which registration already rejected.
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}

@@ -1,0 +1,415 @@
+//! The agent's loop against the in-memory dataplane, with tokio's paused
+//! clock: the first sync waits for every source, changes are batched and
+//! synced incrementally, the periodic resync repairs drift, and a failed
+//! operation is retried.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::Event;
+use kube_ipvs::agent::{Agent, Timing};
+use kube_ipvs::dataplane::MemoryDataplane;
+use kube_ipvs::health::Health;
+use kube_ipvs::metrics::Metrics;
+use kube_ipvs::reconcile::{Reconciler, SyncReport};
+use kube_ipvs::source::SourceEvent;
+use kube_ipvs_controller::{Config, Op, PlanConfig};
+use kube_ipvs_netlink::{
+    Operation, Protocol, RealServer, Scheduler, VirtualServer, VirtualServerKey,
+};
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+fn service(name: &str, ip: &str, protocol: &str, port: u16) -> Service {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"clusterIP": ip, "clusterIPs": [ip], "ports": [{"name": "p", "port": port, "protocol": protocol}]}
+    }))
+    .unwrap()
+}
+
+fn slice(service: &str, protocol: &str, endpoints: &[&str]) -> EndpointSlice {
+    serde_json::from_value(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": format!("{service}-1"), "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": endpoints.iter().map(|e| json!({"addresses": [e], "conditions": {"ready": true}})).collect::<Vec<_>>(),
+        "ports": [{"name": "p", "port": 8080, "protocol": protocol}]
+    }))
+    .unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Harness {
+    events: mpsc::UnboundedSender<SourceEvent>,
+    syncs: watch::Receiver<Option<(&'static str, SyncReport)>>,
+    dataplane: MemoryDataplane,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Harness {
+    fn start(timing: Timing) -> Self {
+        let dataplane = MemoryDataplane::new();
+        let metrics = Metrics::unregistered();
+        let reconciler = Reconciler::new(dataplane.clone(), PlanConfig::default(), metrics.clone());
+        let agent = Agent::new(
+            reconciler,
+            Config::new("node-1"),
+            timing,
+            metrics,
+            Health::new(Duration::from_secs(60)),
+        );
+        let syncs = agent.subscribe();
+        let (events, rx) = mpsc::unbounded();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(agent.run(rx, async move {
+            let _ = stopped.await;
+        }));
+        Harness {
+            events,
+            syncs,
+            dataplane,
+            _stop: stop,
+        }
+    }
+
+    fn send(&self, event: SourceEvent) {
+        self.events.unbounded_send(event).unwrap();
+    }
+
+    /// Delivers the initial state of every source.
+    fn initial(&self, services: Vec<Service>, slices: Vec<EndpointSlice>) {
+        self.send(SourceEvent::Services(Event::Init));
+        for s in services {
+            self.send(SourceEvent::Services(Event::InitApply(s)));
+        }
+        self.send(SourceEvent::Services(Event::InitDone));
+        self.send(SourceEvent::EndpointSlices(Event::Init));
+        for s in slices {
+            self.send(SourceEvent::EndpointSlices(Event::InitApply(s)));
+        }
+        self.send(SourceEvent::EndpointSlices(Event::InitDone));
+        self.send(SourceEvent::Node(Event::Init));
+        self.send(SourceEvent::Node(Event::InitDone));
+    }
+
+    /// Waits for the next sync to complete and returns its kind and report.
+    async fn next_sync(&mut self) -> (&'static str, SyncReport) {
+        tokio::time::timeout(Duration::from_secs(3600), self.syncs.changed())
+            .await
+            .expect("a sync within the hour")
+            .expect("the agent is running");
+        self.syncs
+            .borrow_and_update()
+            .clone()
+            .expect("a sync report")
+    }
+}
+
+fn udp_key(vip: &str) -> VirtualServerKey {
+    VirtualServerKey::inet(Protocol::Udp, ip(vip), 53)
+}
+
+fn timing() -> Timing {
+    Timing {
+        min_sync_period: Duration::from_secs(1),
+        sync_period: Duration::from_secs(30),
+        drain_check_period: Duration::from_secs(2),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn first_sync_waits_for_every_source_then_programs_everything() {
+    let mut h = Harness::start(timing());
+    h.send(SourceEvent::Services(Event::Init));
+    h.send(SourceEvent::Services(Event::InitApply(service(
+        "dns",
+        "10.96.0.10",
+        "UDP",
+        53,
+    ))));
+    h.send(SourceEvent::Services(Event::InitDone));
+    h.send(SourceEvent::EndpointSlices(Event::Init));
+    h.send(SourceEvent::EndpointSlices(Event::InitApply(slice(
+        "dns",
+        "UDP",
+        &["10.244.0.5"],
+    ))));
+    h.send(SourceEvent::EndpointSlices(Event::InitDone));
+    // No Node yet: a minute passes without a sync.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(h.syncs.borrow().is_none());
+    assert_eq!(h.dataplane.kernel().writes.len(), 0);
+
+    h.send(SourceEvent::Node(Event::Init));
+    h.send(SourceEvent::Node(Event::InitApply(Node::default())));
+    h.send(SourceEvent::Node(Event::InitDone));
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, "full");
+    assert_eq!(report.writes, 3, "{report:?}");
+    let k = h.dataplane.kernel();
+    assert_eq!(k.dumps, 1);
+    assert_eq!(
+        k.writes,
+        vec![
+            Op::BindAddress(ip("10.96.0.10")),
+            Op::Ipvs(Operation::NewService(VirtualServer::new(
+                udp_key("10.96.0.10"),
+                Scheduler::Rr
+            ))),
+            Op::Ipvs(Operation::NewDest(
+                udp_key("10.96.0.10"),
+                RealServer::new(ip("10.244.0.5"), 8080)
+            )),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_endpoint_replaced_costs_two_writes_and_no_dump() {
+    let mut h = Harness::start(timing());
+    let services: Vec<Service> = (0..200)
+        .map(|i| service(&format!("s{i}"), &format!("10.96.1.{}", i + 1), "UDP", 53))
+        .collect();
+    let slices: Vec<EndpointSlice> = (0..200)
+        .map(|i| slice(&format!("s{i}"), "UDP", &["10.244.0.1", "10.244.0.2"]))
+        .collect();
+    h.initial(services, slices);
+    let (_, first) = h.next_sync().await;
+    assert_eq!(first.writes, 200 * 4);
+
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "s7",
+        "UDP",
+        &["10.244.0.1", "10.244.0.3"],
+    ))));
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, "incremental");
+    assert_eq!(report.writes, 2, "{report:?}");
+    assert!(!report.dumped);
+    let k = h.dataplane.kernel();
+    assert_eq!(k.dumps, 1, "an incremental sync does not dump");
+    let key = udp_key("10.96.1.8");
+    assert_eq!(
+        k.writes[k.writes.len() - 2..],
+        [
+            Op::Ipvs(Operation::NewDest(
+                key,
+                RealServer::new(ip("10.244.0.3"), 8080)
+            )),
+            Op::Ipvs(Operation::DelDest(
+                key,
+                RealServer::new(ip("10.244.0.2"), 8080).key
+            )),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn changes_within_the_min_sync_period_are_batched() {
+    let mut h = Harness::start(timing());
+    h.initial(
+        vec![
+            service("a", "10.96.0.1", "UDP", 53),
+            service("b", "10.96.0.2", "UDP", 53),
+        ],
+        vec![
+            slice("a", "UDP", &["10.244.0.1"]),
+            slice("b", "UDP", &["10.244.0.1"]),
+        ],
+    );
+    h.next_sync().await;
+    let first_sync_at = Instant::now();
+    let applies = h.dataplane.kernel().applies;
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "a",
+        "UDP",
+        &["10.244.0.9"],
+    ))));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "b",
+        "UDP",
+        &["10.244.0.9"],
+    ))));
+
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, "incremental");
+    assert_eq!(report.writes, 4, "both changes in one sync: {report:?}");
+    assert_eq!(h.dataplane.kernel().applies, applies + 1);
+    assert!(
+        Instant::now() >= first_sync_at + Duration::from_secs(1),
+        "not sooner than the min sync period"
+    );
+    assert!(Instant::now() < first_sync_at + Duration::from_millis(1100));
+
+    // A change long after the last sync goes out at once.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let sent_at = Instant::now();
+    h.send(SourceEvent::Services(Event::Delete(service(
+        "b",
+        "10.96.0.2",
+        "UDP",
+        53,
+    ))));
+    let (_, report) = h.next_sync().await;
+    assert_eq!(Instant::now(), sent_at);
+    assert_eq!(report.operations.get("del_service"), Some(&1));
+    assert_eq!(report.operations.get("unbind_address"), Some(&1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn periodic_resync_repairs_drift() {
+    let mut h = Harness::start(timing());
+    h.initial(
+        vec![service("a", "10.96.0.1", "UDP", 53)],
+        vec![slice("a", "UDP", &["10.244.0.1"])],
+    );
+    h.next_sync().await;
+    let synced_at = Instant::now();
+
+    // Someone deletes our virtual server and adds a stale one on our dummy interface.
+    {
+        let mut k = h.dataplane.kernel();
+        k.state.virtual_servers.remove(&udp_key("10.96.0.1"));
+        let stale = VirtualServer::new(udp_key("10.96.0.99"), Scheduler::Rr);
+        k.state.virtual_servers.insert(
+            stale.key,
+            kube_ipvs_controller::ObservedVirtualServer {
+                service: stale,
+                real_servers: Default::default(),
+            },
+        );
+        k.state.addresses.insert(ip("10.96.0.99"));
+    }
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, "full");
+    assert!(report.dumped);
+    assert_eq!(Instant::now(), synced_at + Duration::from_secs(30));
+    assert_eq!(report.writes, 4, "{report:?}");
+    let k = h.dataplane.kernel();
+    assert!(k.state.virtual_servers.contains_key(&udp_key("10.96.0.1")));
+    assert!(!k.state.virtual_servers.contains_key(&udp_key("10.96.0.99")));
+    assert!(!k.state.addresses.contains(&ip("10.96.0.99")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_operation_is_retried_and_does_not_stop_the_batch() {
+    let mut h = Harness::start(timing());
+    h.initial(
+        vec![
+            service("a", "10.96.0.1", "UDP", 53),
+            service("b", "10.96.0.2", "UDP", 53),
+        ],
+        vec![],
+    );
+    h.next_sync().await;
+
+    let new_dest = Operation::NewDest(
+        udp_key("10.96.0.1"),
+        RealServer::new(ip("10.244.0.7"), 8080),
+    );
+    h.dataplane.kernel().fail_next.insert(new_dest.to_string());
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "a",
+        "UDP",
+        &["10.244.0.7"],
+    ))));
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "b",
+        "UDP",
+        &["10.244.0.8"],
+    ))));
+    let (_, report) = h.next_sync().await;
+    assert_eq!(report.failures.len(), 1, "{report:?}");
+    assert_eq!(report.writes, 1, "the other operation still applied");
+    let failed_at = Instant::now();
+
+    let (kind, retry) = h.next_sync().await;
+    assert_eq!(
+        kind, "full",
+        "the retry dumps: the cache may be wrong after a failure"
+    );
+    assert_eq!(
+        Instant::now(),
+        failed_at + Duration::from_secs(1),
+        "first retry after one second"
+    );
+    assert_eq!(retry.writes, 1);
+    assert!(retry.ok());
+    let k = h.dataplane.kernel();
+    assert!(k.state.virtual_servers[&udp_key("10.96.0.1")]
+        .real_servers
+        .contains_key(&RealServer::new(ip("10.244.0.7"), 8080).key));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tcp_real_server_drains_until_its_connections_close() {
+    let mut h = Harness::start(timing());
+    let tcp = |eps: &[&str]| slice("web", "TCP", eps);
+    h.initial(
+        vec![service("web", "10.96.0.1", "TCP", 80)],
+        vec![tcp(&["10.244.0.1", "10.244.0.2"])],
+    );
+    h.next_sync().await;
+    let key = VirtualServerKey::inet(Protocol::Tcp, ip("10.96.0.1"), 80);
+    let gone = RealServer::new(ip("10.244.0.2"), 8080).key;
+    h.dataplane
+        .kernel()
+        .state
+        .virtual_servers
+        .get_mut(&key)
+        .unwrap()
+        .real_servers
+        .get_mut(&gone)
+        .unwrap()
+        .counters
+        .active_connections = 1;
+
+    h.send(SourceEvent::EndpointSlices(Event::Apply(tcp(&[
+        "10.244.0.1",
+    ]))));
+    let (_, report) = h.next_sync().await;
+    assert_eq!(report.operations.get("set_dest"), Some(&1), "{report:?}");
+    assert_eq!(
+        h.dataplane.kernel().state.virtual_servers[&key].real_servers[&gone]
+            .server
+            .weight,
+        0
+    );
+
+    // While the connection is open, drain checks change nothing.
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, "drain");
+    assert_eq!(report.writes, 0);
+
+    // The connection closes: the next check deletes it.
+    h.dataplane
+        .kernel()
+        .state
+        .virtual_servers
+        .get_mut(&key)
+        .unwrap()
+        .real_servers
+        .get_mut(&gone)
+        .unwrap()
+        .counters
+        .active_connections = 0;
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, "drain");
+    assert_eq!(report.operations.get("del_dest"), Some(&1), "{report:?}");
+    assert!(!h.dataplane.kernel().state.virtual_servers[&key]
+        .real_servers
+        .contains_key(&gone));
+}
