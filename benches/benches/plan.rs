@@ -53,7 +53,14 @@ fn full(c: &mut Criterion) {
         let observed = synced(&intent, &config);
         group.bench_with_input(BenchmarkId::new("in_sync", services), &intent, |b, i| {
             b.iter(|| {
-                let p = plan(&observed, i, Extent::All, &config, &draining, Instant::now());
+                let p = plan(
+                    &observed,
+                    i,
+                    Extent::All,
+                    &config,
+                    &draining,
+                    Instant::now(),
+                );
                 assert!(p.ops.is_empty());
                 p
             })
