@@ -37,7 +37,7 @@ pub struct BatchReport {
     pub results: Vec<Result<(), OperationError>>,
     /// `sendmsg` calls the batch took.
     pub sendmsg_calls: usize,
-    /// `recvmsg` calls the batch took (one per acknowledgement).
+    /// `recvmsg` calls the batch took (one per `sendmsg` and one per refusal).
     pub recvmsg_calls: usize,
 }
 

@@ -3,11 +3,17 @@
 //! dumps pipelined in one `sendmsg`.
 //!
 //! The kernel handles every message of a `sendmsg` in turn, in the sender's
-//! context, and acknowledges each one on its own: one refused message does not
-//! stop the others. Acknowledgements queue on our receive buffer while the
+//! context: one refused message does not stop the others. A refused message
+//! is answered with an `NLMSG_ERROR` carrying its sequence number whether or
+//! not it asked for an acknowledgement, so only the last message of a
+//! `sendmsg` asks for one: when that acknowledgement arrives, every earlier
+//! message without an error of its own succeeded. A batch of thousands of
+//! writes then costs one `recvmsg` per `sendmsg` plus one per refusal,
+//! instead of one per write. Errors queue on our receive buffer while the
 //! kernel works through the batch, so the buffer is made large (and a batch
-//! is cut to what it can hold); an overrun shows up as `ENOBUFS` and the
-//! operations whose acknowledgement was lost are reported as failed.
+//! is cut to what it can hold if everything failed); an overrun shows up as
+//! `ENOBUFS`, and then every operation of the batch without a reply is
+//! reported as failed, since its error may be the one that was lost.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
@@ -177,8 +183,9 @@ impl NetlinkSocket {
         {}
     }
 
-    /// Sends every request with `NLM_F_ACK` and returns each one's result in
-    /// order: `Ok` for an acknowledgement, the kernel's errno otherwise.
+    /// Sends every request and returns each one's result in order: `Ok` for
+    /// success, the kernel's errno otherwise. Only the last request of each
+    /// `sendmsg` carries `NLM_F_ACK` (see the module's documentation).
     pub fn acked<I>(&mut self, requests: Vec<NetlinkMessage<I>>) -> io::Result<Vec<io::Result<()>>>
     where
         I: NetlinkSerializable + NetlinkDeserializable + Debug,
@@ -191,21 +198,28 @@ impl NetlinkSocket {
         while requests.peek().is_some() {
             out.clear();
             let mut in_flight: HashMap<u32, usize> = HashMap::new();
+            let mut last = (0, 0);
             while let Some((index, mut msg)) =
                 requests.next_if(|(_, m)| out.is_empty() || out.len() + m.buffer_len() <= max_send)
             {
                 let seq = self.next_seq();
-                msg.header.flags |= NLM_F_REQUEST | NLM_F_ACK;
+                msg.header.flags |= NLM_F_REQUEST;
+                msg.header.flags &= !NLM_F_ACK;
                 msg.header.sequence_number = seq;
                 msg.finalize();
                 let start = out.len();
                 out.resize(start + msg.buffer_len(), 0);
                 msg.serialize(&mut out[start..]);
                 in_flight.insert(seq, index);
+                last = (start, seq);
                 if in_flight.len() >= self.max_in_flight {
                     break;
                 }
             }
+            let (last_start, barrier) = last;
+            let mut header = NetlinkBuffer::new(&mut out[last_start..]);
+            let flags = header.flags();
+            header.set_flags(flags | NLM_F_ACK);
             if let Err(e) = self.send(&out) {
                 // Nothing of this chunk reached the kernel.
                 for index in in_flight.into_values() {
@@ -213,7 +227,7 @@ impl NetlinkSocket {
                 }
                 continue;
             }
-            self.collect_acks::<I>(&mut in_flight, &mut results)?;
+            self.collect_acks::<I>(barrier, &mut in_flight, &mut results)?;
         }
         Ok(results
             .into_iter()
@@ -221,8 +235,12 @@ impl NetlinkSocket {
             .collect())
     }
 
+    /// Reads replies until the acknowledgement of `barrier`, the chunk's
+    /// last request: the kernel has then answered every earlier request that
+    /// failed, and the others succeeded.
     fn collect_acks<I>(
         &mut self,
+        barrier: u32,
         in_flight: &mut HashMap<u32, usize>,
         results: &mut [Option<io::Result<()>>],
     ) -> io::Result<()>
@@ -230,17 +248,24 @@ impl NetlinkSocket {
         I: NetlinkDeserializable + Debug,
     {
         while !in_flight.is_empty() {
+            let mut done = false;
             let received = self.recv::<I, _>(0, |seq, reply| {
                 if let Reply::Ack(code) = reply {
                     if let Some(index) = in_flight.remove(&seq) {
                         results[index] = Some(errno_result(code));
                     }
+                    done |= seq == barrier;
                 }
             });
             match received {
+                Ok(()) if done => {
+                    for index in in_flight.drain().map(|(_, i)| i) {
+                        results[index] = Some(Ok(()));
+                    }
+                }
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
-                    // Some acknowledgements were dropped: the kernel has
+                    // Some replies were dropped: the kernel has
                     // processed the whole chunk already, so read what is left
                     // and report the rest as lost; send smaller chunks after.
                     while self
