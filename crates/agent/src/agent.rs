@@ -19,9 +19,11 @@ use kube::ResourceExt;
 use kube_ipvs_controller::{
     desired, desired_service_checked, Changed, Config, ServiceRef, Skipped, Snapshot,
 };
+use kube_ipvs_netlink::VirtualServerKey;
 use tokio::time::{sleep_until, Instant};
 
 use crate::dataplane::{Dataplane, DataplaneError};
+use crate::firewall::{FirewallConfig, FirewallHandle, Ruleset, StaleUdpFlows};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::output;
@@ -92,6 +94,7 @@ pub struct Agent<D> {
     /// Every slice applied and not deleted, so a relist can tell what is gone.
     known_slices: BTreeSet<(String, String)>,
     last_skipped: Vec<Skipped>,
+    firewall: Option<(FirewallHandle, FirewallConfig)>,
     syncs: tokio::sync::watch::Sender<Option<(&'static str, SyncReport)>>,
     debug_view: Arc<Mutex<Arc<String>>>,
 }
@@ -124,9 +127,15 @@ impl<D: Dataplane> Agent<D> {
             relist_slices: None,
             known_slices: BTreeSet::new(),
             last_skipped: Vec::new(),
+            firewall: None,
             syncs: tokio::sync::watch::Sender::new(None),
             debug_view: Arc::default(),
         }
+    }
+
+    /// Keeps the node's packet filter in step with the virtual servers.
+    pub fn set_firewall(&mut self, handle: FirewallHandle, config: FirewallConfig) {
+        self.firewall = Some((handle, config));
     }
 
     /// The JSON of the desired virtual servers, refreshed after each sync.
@@ -498,7 +507,48 @@ impl<D: Dataplane> Agent<D> {
             duration_ms = report.duration.as_secs_f64() * 1000.0,
             "synced"
         );
+        self.update_firewall(kind, report);
         self.syncs.send_replace(Some((kind, report.clone())));
+    }
+
+    /// The packet filter's ruleset for the current desired state.
+    pub fn ruleset(&self, config: &FirewallConfig) -> Ruleset {
+        let intent = self.reconciler.intent();
+        Ruleset::from_parts(
+            intent.addresses().copied(),
+            intent
+                .keys()
+                .filter_map(|k| intent.virtual_server(k).map(|(_, vs)| (*k, vs))),
+            config,
+        )
+    }
+
+    /// Hands the packet filter the ruleset of the current desired state and
+    /// the UDP real servers just removed. The ruleset is rebuilt only when
+    /// the kernel changed or after a full sync.
+    fn update_firewall(&self, kind: &'static str, report: &SyncReport) {
+        let Some((handle, config)) = &self.firewall else {
+            return;
+        };
+        if report.writes > 0 || kind == "full" {
+            handle.apply(self.ruleset(config));
+        }
+        let stale: Vec<StaleUdpFlows> = report
+            .removed_udp
+            .iter()
+            .filter_map(|(key, rs)| {
+                let VirtualServerKey::Inet { address, port, .. } = *key else {
+                    return None;
+                };
+                Some(StaleUdpFlows {
+                    vip: address,
+                    vport: port,
+                    endpoint: rs.address,
+                    eport: rs.port,
+                })
+            })
+            .collect();
+        handle.forget_udp_flows(stale);
     }
 }
 

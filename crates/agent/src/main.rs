@@ -16,6 +16,7 @@ use kube_ipvs::cli::{
 };
 use kube_ipvs::dataplane::kernel::{self, KernelDataplane};
 use kube_ipvs::dataplane::Dataplane as _;
+use kube_ipvs::firewall;
 use kube_ipvs::health::Health;
 use kube_ipvs::http::{serve_health, serve_metrics, MetricsState};
 use kube_ipvs::metrics::Metrics;
@@ -91,7 +92,7 @@ fn mapping_config(mapping: &MappingArgs, node_name: String) -> Config {
         scheduler: mapping.ipvs_scheduler.clone(),
         service_proxy_name: (!mapping.service_proxy_name.is_empty())
             .then(|| mapping.service_proxy_name.clone()),
-        nodeport_addresses: mapping.nodeport_addresses.clone(),
+        nodeport_addresses: mapping.nodeport_addresses.0.clone(),
     }
 }
 
@@ -162,7 +163,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let dataplane = kernel::setup(&setup).context("setting up the kernel")?;
     let plan_config = PlanConfig {
         node_port_range: args.service_node_port_range.clone(),
-        exclude_cidrs: args.ipvs_exclude_cidrs.clone(),
+        exclude_cidrs: args.ipvs_exclude_cidrs.0.clone(),
         graceful_period: args.ipvs_graceful_period,
         ..Default::default()
     };
@@ -175,6 +176,17 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let mut agent = Agent::new(reconciler, config, timing, metrics.clone(), health.clone());
 
     let mut stream = events(&args.source, &node).await?;
+    let firewall_config = firewall::FirewallConfig {
+        cluster_cidrs: args.cluster_cidr.0.clone(),
+        masquerade_all: args.masquerade_all,
+        ..Default::default()
+    };
+    if !args.no_firewall && !args.once {
+        agent.set_firewall(
+            firewall::worker::spawn(metrics.clone()),
+            firewall_config.clone(),
+        );
+    }
 
     if args.once {
         let mut skipped = Vec::new();
@@ -190,7 +202,18 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
                 None => bail!("the source ended before delivering its initial state"),
             }
         }
-        let report = agent.full_sync().await.context("syncing")?;
+        let mut report = agent.full_sync().await.context("syncing")?;
+        if !args.no_firewall {
+            // One shot: the table is replaced before the summary, not beside the loop.
+            let ruleset = agent.ruleset(&firewall_config);
+            if let Err(e) = tokio::task::block_in_place(|| firewall::Firewall::new().sync(&ruleset))
+            {
+                report.failures.push(format!(
+                    "replacing the nftables table: {}",
+                    kernel::error_chain(&e)
+                ));
+            }
+        }
         let intent = agent.reconciler().intent();
         let (virtual_servers, real_servers) = intent.counts();
         let addresses = intent.addresses().count();
@@ -424,7 +447,7 @@ async fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
     let config = PlanConfig {
         node_addresses: node_addresses.into_iter().collect(),
         node_port_range: args.service_node_port_range.clone(),
-        exclude_cidrs: args.ipvs_exclude_cidrs.clone(),
+        exclude_cidrs: args.ipvs_exclude_cidrs.0.clone(),
         ..Default::default()
     };
     // Planning against an empty desired state removes exactly what the agent owns.

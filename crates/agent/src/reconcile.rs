@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
-    plan, DesiredState, Draining, Extent, Intent, Observed, PlanConfig, Scope, ServiceRef,
+    plan, DesiredState, Draining, Extent, Intent, Observed, Op, PlanConfig, Scope, ServiceRef,
     ServiceState,
 };
-use kube_ipvs_netlink::VirtualServerKey;
+use kube_ipvs_netlink::{Operation, Protocol, RealServerKey, VirtualServerKey};
 use serde::Serialize;
 
 use crate::dataplane::{Dataplane, DataplaneError};
@@ -35,6 +35,9 @@ pub struct SyncReport {
     pub sendmsg_calls: usize,
     /// Whether the sync dumped the kernel first.
     pub dumped: bool,
+    /// UDP real servers this sync removed, whose conntrack entries must go.
+    #[serde(skip)]
+    pub removed_udp: Vec<(VirtualServerKey, RealServerKey)>,
     /// How long it took.
     #[serde(serialize_with = "as_millis")]
     pub duration: Duration,
@@ -172,11 +175,22 @@ impl<D: Dataplane> Reconciler<D> {
             ..Default::default()
         };
         for (op, result) in planned.ops.iter().zip(applied.results) {
+            tracing::debug!(%op, ok = result.is_ok(), "kernel write");
             *report.operations.entry(op.kind()).or_default() += 1;
             let outcome = match result {
                 Ok(()) => {
                     self.observed.record(op);
                     report.writes += 1;
+                    if let Op::Ipvs(Operation::DelDest(
+                        key @ VirtualServerKey::Inet {
+                            protocol: Protocol::Udp,
+                            ..
+                        },
+                        rs,
+                    )) = op
+                    {
+                        report.removed_udp.push((*key, *rs));
+                    }
                     "success"
                 }
                 Err(e) => {

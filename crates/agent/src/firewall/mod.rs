@@ -8,6 +8,8 @@
 //! - [`table`]: [`Firewall`] applies a ruleset (skipping unchanged ones)
 //!   and removes the table.
 //! - [`conntrack`]: [`Conntrack`] deletes stale UDP flows over netlink.
+//! - [`worker`]: runs both beside the reconcile loop, so neither holds up
+//!   IPVS programming.
 //!
 //! One `inet kube-ipvs` table serves both families: one object to replace
 //! atomically and to delete on clean-up, one set of chains, and nat in the
@@ -28,6 +30,7 @@ mod error;
 pub mod render;
 pub mod ruleset;
 pub mod table;
+pub mod worker;
 
 pub use conntrack::{Conntrack, Flow, FlowTuple, StaleUdpFlows};
 pub use error::FirewallError;
@@ -36,3 +39,4 @@ pub use ruleset::{
     DEFAULT_MASQUERADE_MARK,
 };
 pub use table::{set_sysctls, Firewall, SyncReport, SYSCTLS};
+pub use worker::FirewallHandle;

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use kube_ipvs_controller::{DesiredState, VirtualServerKind};
+use kube_ipvs_controller::{DesiredState, DesiredVirtualServer, VirtualServerKind};
 use kube_ipvs_netlink::{AddressFamily, ForwardMethod, Protocol, VirtualServerKey};
 
 /// The mark kube-proxy uses for "masquerade this connection" (`KUBE-MARK-MASQ`).
@@ -134,6 +134,21 @@ pub struct Ruleset {
 impl Ruleset {
     /// The ruleset `desired` needs under `config`.
     pub fn new(desired: &DesiredState, config: &FirewallConfig) -> Self {
+        let virtual_servers = desired.virtual_servers();
+        Self::from_parts(
+            desired.addresses(),
+            virtual_servers.iter().map(|(k, (_, vs))| (*k, *vs)),
+            config,
+        )
+    }
+
+    /// The ruleset for the addresses bound on the dummy interface and the
+    /// virtual servers (one per key), under `config`.
+    pub fn from_parts<'a>(
+        addresses: impl IntoIterator<Item = IpAddr>,
+        virtual_servers: impl IntoIterator<Item = (VirtualServerKey, &'a DesiredVirtualServer)>,
+        config: &FirewallConfig,
+    ) -> Self {
         let mut ruleset = Ruleset {
             masquerade_mark: config.masquerade_mark,
             ..Ruleset::default()
@@ -154,13 +169,13 @@ impl Ruleset {
                 MasqueradeScope::OutsideClusterCidrs
             };
         }
-        for address in desired.addresses() {
+        for address in addresses {
             ruleset
                 .family_mut(AddressFamily::of(&address))
                 .vips
                 .insert(address);
         }
-        for (key, (_, vs)) in desired.virtual_servers() {
+        for (key, vs) in virtual_servers {
             let VirtualServerKey::Inet {
                 protocol,
                 address,
