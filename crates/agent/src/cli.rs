@@ -56,8 +56,8 @@ pub struct SourceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct MappingArgs {
     /// CIDRs of the node addresses NodePorts listen on (comma-separated); all when empty.
-    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
-    pub nodeport_addresses: Vec<IpNetwork>,
+    #[arg(long, default_value = "", value_parser = parse_cidrs)]
+    pub nodeport_addresses: Cidrs,
     /// The default scheduler; a Service may choose its own with the
     /// `kube-ipvs.io/scheduler` annotation.
     #[arg(long, default_value = "rr", value_parser = parse_scheduler)]
@@ -87,10 +87,10 @@ pub struct RunArgs {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub ipvs_min_sync_period: Duration,
     /// CIDRs the agent never deletes virtual servers or addresses in (comma-separated).
-    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
-    pub ipvs_exclude_cidrs: Vec<IpNetwork>,
+    #[arg(long, default_value = "", value_parser = parse_cidrs)]
+    pub ipvs_exclude_cidrs: Cidrs,
     /// Set arp_ignore=1 and arp_announce=2, so the node does not answer ARP for the VIPs.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool)]
     pub ipvs_strict_arp: bool,
     /// IPVS TCP session timeout; 0 keeps the kernel's.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
@@ -118,13 +118,13 @@ pub struct RunArgs {
     pub service_node_port_range: RangeInclusive<u16>,
     /// The cluster's pod CIDRs (comma-separated): traffic from elsewhere to
     /// external addresses is masqueraded.
-    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
-    pub cluster_cidr: Vec<IpNetwork>,
+    #[arg(long, default_value = "", value_parser = parse_cidrs)]
+    pub cluster_cidr: Cidrs,
     /// Masquerade all traffic to Services.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool)]
     pub masquerade_all: bool,
     /// Do not program the nftables table (masquerade, filters, source ranges).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool)]
     pub no_firewall: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -173,8 +173,8 @@ pub struct CleanupArgs {
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     pub service_node_port_range: RangeInclusive<u16>,
     /// CIDRs never touched (comma-separated).
-    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
-    pub ipvs_exclude_cidrs: Vec<IpNetwork>,
+    #[arg(long, default_value = "", value_parser = parse_cidrs)]
+    pub ipvs_exclude_cidrs: Cidrs,
 }
 
 /// Log output format.
@@ -200,6 +200,29 @@ fn parse_scheduler(s: &str) -> Result<Scheduler, String> {
         let known: Vec<&str> = Scheduler::KNOWN.iter().map(|s| s.name()).collect();
         format!("unknown scheduler {s:?}; one of {}", known.join(", "))
     })
+}
+
+/// A comma-separated list of CIDRs; the empty string is the empty list, so
+/// a configuration can pass an unset value through.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cidrs(pub Vec<IpNetwork>);
+
+fn parse_cidrs(s: &str) -> Result<Cidrs, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(parse_cidr)
+        .collect::<Result<_, _>>()
+        .map(Cidrs)
+}
+
+/// `--flag`, `--flag=true` or `--flag=false`, as kube-proxy's boolean flags take.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{s:?} is not true or false")),
+    }
 }
 
 fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
@@ -348,7 +371,27 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(run.mapping.nodeport_addresses.len(), 2);
+        assert_eq!(run.mapping.nodeport_addresses.0.len(), 2);
+        let cli = Cli::try_parse_from([
+            "kube-ipvs",
+            "run",
+            "--nodeport-addresses=",
+            "--ipvs-strict-arp=false",
+            "--masquerade-all",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(run.mapping.nodeport_addresses.0.is_empty());
+        assert!(!run.ipvs_strict_arp);
+        assert!(run.masquerade_all);
+        let cli = Cli::try_parse_from(["kube-ipvs", "run", "--ipvs-strict-arp=true"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(run.ipvs_strict_arp);
+        assert!(Cli::try_parse_from(["kube-ipvs", "run", "--ipvs-strict-arp=maybe"]).is_err());
     }
 
     #[test]
