@@ -97,10 +97,12 @@ where
                 async move { Ok::<_, Infallible>(response) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await
-            {
+            // Half-close: clients such as `nc` shut their write side once the
+            // request is sent and still wait for the answer.
+            let connection = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
+                .serve_connection(io, service);
+            if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
             }
         });

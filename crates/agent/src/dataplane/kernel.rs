@@ -153,6 +153,11 @@ impl KernelDataplane {
             self.route
                 .addresses(self.ifindex)
                 .map_err(|e| DataplaneError::Dump(error_chain(&e)))?
+                .into_iter()
+                // The kernel gives the link an IPv6 link-local address each
+                // time it comes up; it is not a Service's, and not ours to remove.
+                .filter(|a| !is_ipv6_link_local(a))
+                .collect()
         };
         let observed = Observed::from_dump(
             dump.into_iter().map(|d| (d.service, d.destinations)),
@@ -160,6 +165,10 @@ impl KernelDataplane {
         );
         Ok((observed, stats))
     }
+}
+
+fn is_ipv6_link_local(address: &IpAddr) -> bool {
+    matches!(address, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 /// An error with its sources, for logs and reports.
