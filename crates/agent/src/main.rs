@@ -467,6 +467,13 @@ async fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
             eprintln!("kube-ipvs: {op}: {e}");
         }
     }
+    if let Err(e) = firewall::Firewall::new().cleanup() {
+        eprintln!(
+            "kube-ipvs: removing the nftables table: {}",
+            kernel::error_chain(&e)
+        );
+        failed += 1;
+    }
     if exists {
         dataplane
             .route()

@@ -187,6 +187,14 @@ fn restart_adopts_the_kernel_and_removes_only_what_is_stale() {
     assert!(!save.contains("10.96.0.99"), "{save}");
     assert!(!sh("ip -o addr show dev kube-ipvs0").contains("10.96.0.99"));
 
+    // The packet filter's table holds the Service addresses.
+    let table = sh("nft list table inet kube-ipvs");
+    assert!(
+        table.contains("10.96.0.1") && table.contains("10.96.0.2"),
+        "{table}"
+    );
+    assert!(!table.contains("10.96.0.99"), "{table}");
+
     let third = once(&m.dir);
     assert_eq!(third["writes"], 0, "{third}");
     assert_eq!(third["operations"], serde_json::json!({}), "{third}");
@@ -198,6 +206,10 @@ fn restart_adopts_the_kernel_and_removes_only_what_is_stale() {
     assert!(
         !try_sh("ip link show kube-ipvs0").0,
         "the dummy interface is gone"
+    );
+    assert!(
+        !try_sh("nft list table inet kube-ipvs").0,
+        "the nftables table is gone"
     );
     reset();
 }
@@ -242,6 +254,12 @@ fn real_traffic_round_robin_source_hash_endpoint_removal_and_restart() {
         BTreeMap::from([("b1".into(), 3), ("b2".into(), 3), ("b3".into(), 3)]),
         "round robin; agent log:\n{}",
         agent.log()
+    );
+    // dump names each virtual server after its Service, learnt from the agent.
+    let dump = sh(&format!("{} dump", agent_bin()));
+    assert!(
+        dump.contains("default/web:p") && dump.contains("default/sticky:p"),
+        "{dump}"
     );
     let sh_hits = count("10.96.0.2", 9);
     assert_eq!(
@@ -289,11 +307,13 @@ fn real_traffic_round_robin_source_hash_endpoint_removal_and_restart() {
         answers.iter().all(|a| *a == "b1" || *a == "b2"),
         "every request answered: {stream}"
     );
-    // The restarted agent adopted the kernel without writing.
+    // The restarted agent adopted the kernel without writing: its first
+    // full sync (both agents log to one file) made no write.
     let log = agent.log();
-    let restart_sync = log
+    let restarted = log.rfind("kube-ipvs started").expect("the second start");
+    let restart_sync = log[restarted..]
         .lines()
-        .rfind(|l| l.contains("sync=\"full\"") || l.contains("sync=full"))
+        .find(|l| l.contains("sync=\"full\""))
         .unwrap_or_default()
         .to_owned();
     assert!(restart_sync.contains("writes=0"), "{log}");
@@ -307,8 +327,11 @@ fn tcp_real_server_drains_at_weight_zero_and_goes_when_its_connection_closes() {
     reset();
     backend(1);
     backend(2);
-    // A long-lived connection to b2 through the VIP: nc on both ends.
-    sh("ip netns exec b2 sh -c 'busybox nc -l -p 9000 > /dev/null 2>&1 &'");
+    // A long-lived connection to b2 through the VIP; the backend's stdin
+    // stays open, so it does not close on its own, and its output goes
+    // nowhere, so `sh` does not wait for it.
+    sh("(sleep 600 | ip netns exec b2 busybox nc -l -p 9000) > /dev/null 2>&1 &");
+    std::thread::sleep(Duration::from_millis(500));
     let m = Manifests::new("drain");
     m.write(
         "db.yaml",
@@ -316,7 +339,8 @@ fn tcp_real_server_drains_at_weight_zero_and_goes_when_its_connection_closes() {
     );
     let agent = Agent::start(&m.dir, &["--ipvs-graceful-period", "10m"]);
     agent.wait_healthy();
-    sh("(sleep 600 | busybox nc 10.96.0.3 9000 > /dev/null 2>&1 &)");
+    let connection =
+        std::net::TcpStream::connect("10.96.0.3:9000").expect("connecting through the VIP");
     wait_until("connection established", Duration::from_secs(10), || {
         real_servers("-t", "10.96.0.3:9000")
             .iter()
@@ -340,19 +364,33 @@ fn tcp_real_server_drains_at_weight_zero_and_goes_when_its_connection_closes() {
         "{servers:?}"
     );
 
-    // Abort the connection (RST), so IPVS does not keep it in TIME_WAIT.
-    sh("ss -K dst 10.96.0.3 dport = 9000 >/dev/null");
-    wait_until(
-        "removed after the connection closed",
-        Duration::from_secs(60),
-        || {
-            let servers = real_servers("-t", "10.96.0.3:9000");
-            servers.iter().all(|(rs, ..)| rs != "10.244.2.2:9000")
-        },
-    );
+    // Close it with a reset (SO_LINGER 0): IPVS keeps a reset connection
+    // for 10 s, where a FIN would leave it in TIME_WAIT for two minutes.
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(&connection, nix::sys::socket::sockopt::Linger, &linger).unwrap();
+    drop(connection);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while real_servers("-t", "10.96.0.3:9000")
+        .iter()
+        .any(|(rs, ..)| rs == "10.244.2.2:9000")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not removed within 60 s of the connection closing.\nconnections:\n{}\nagent:\n{}",
+            sh("ipvsadm -Lnc"),
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(agent);
     reset();
 }
+
+/// A self-signed CA certificate (P-256, CN kube-ipvs-test-ca), base64 of its PEM.
+const TEST_CA: &str = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJqekNDQVRXZ0F3SUJBZ0lVQzU1SVdtS2gzY2g3eklyWitVRG9RSmxZZmZJd0NnWUlLb1pJemowRUF3SXcKSERFYU1CZ0dBMVVFQXd3UmEzVmlaUzFwY0haekxYUmxjM1F0WTJFd0lCY05Nall4TVRJeU1EUTFOREUyV2hnUApNakV5TmpFd01qa3dORFUwTVRaYU1Cd3hHakFZQmdOVkJBTU1FV3QxWW1VdGFYQjJjeTEwWlhOMExXTmhNRmt3CkV3WUhLb1pJemowQ0FRWUlLb1pJemowREFRY0RRZ0FFMVBTdzY0enY4VlZGc01senVKSkZoMkdSOEI5a3ZJdG4KS0N1WHEvNE1kajdRU3FDRWxETVNGSmhxRDZWMVRmenlLU01BeDZBSytrMkd2QVJ5SVdsd1VxTlRNRkV3SFFZRApWUjBPQkJZRUZITXFLbXNSZ2tuOW9reDlvb2hxYlJxRlVIRFhNQjhHQTFVZEl3UVlNQmFBRkhNcUttc1Jna245Cm9reDlvb2hxYlJxRlVIRFhNQThHQTFVZEV3RUIvd1FGTUFNQkFmOHdDZ1lJS29aSXpqMEVBd0lEU0FBd1JRSWcKV0NTb3Y1WVBlSFg5WFhTTGQ5bDdKa3NZeTl3Sy9VbUdZbFNoMnZFeUxQVUNJUUNFdW91WjU5VkUwOWNoSVVucwpra1YvaVYrUXVlSTMxVlhmVEpoclhpa0l1QT09Ci0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K";
 
 #[test]
 #[ignore = "needs the IPVS kernel: run by hack/test in the VM"]
@@ -366,10 +404,15 @@ fn metrics_pass_promtool_and_health_answers() {
     );
 
     // Before the first sync (an API that never answers): 503.
+    // The CA is a throwaway self-signed certificate: the client needs some
+    // trust root to build, and the guest has no system store.
     std::fs::write(
         "/tmp/unreachable.kubeconfig",
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:1'}\n\
-         contexts:\n- name: c\n  context: {cluster: c, user: u}\nusers:\n- name: u\n  user: {}\ncurrent-context: c\n",
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:1', \
+             certificate-authority-data: {TEST_CA}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\n\
+             users:\n- name: u\n  user: {{}}\ncurrent-context: c\n"
+        ),
     )
     .unwrap();
     let mut waiting = std::process::Command::new(agent_bin())

@@ -52,7 +52,7 @@ pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 /// Empties the IPVS table and removes what earlier tests left.
 pub fn reset() {
     let _ = try_sh(
-        "pkill -x kube-ipvs; sleep 0.2; ipvsadm -C; ip link del kube-ipvs0 2>/dev/null; \
+        "pkill -x kube-ipvs; pkill -f 'busybox n[c]'; sleep 0.2; ipvsadm -C; ip link del kube-ipvs0 2>/dev/null; \
          for ns in $(ip netns list | cut -d' ' -f1); do ip netns pids $ns | xargs -r kill; ip netns del $ns; done; \
          for l in $(ip -o link show type veth | cut -d: -f2 | cut -d@ -f1); do ip link del $l; done; \
          ip link del lab0 2>/dev/null; true",
@@ -182,6 +182,7 @@ impl Agent {
                 "100ms",
             ])
             .args(extra)
+            .env("RUST_LOG", "info,kube_ipvs=debug")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
