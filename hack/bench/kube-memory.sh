@@ -14,6 +14,9 @@ now_ns() { date +%s%N; }
 kib() { sed -n "s/^$1:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$2/status"; }
 
 ip link set lo up
+for f in ca-certificates.crt ca-bundle.crt; do
+	[[ -f $f ]] && export SSL_CERT_FILE=$PWD/$f
+done
 ./kube-ipvs-testapi --services "$services" --endpoints-per-service "$endpoints" \
 	--listen 127.0.0.1:6443 --kubeconfig-out kubeconfig >testapi.log 2>&1 &
 api=$!

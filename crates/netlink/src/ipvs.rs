@@ -98,9 +98,7 @@ impl Ipvs {
     }
 
     fn message(&self, msg: IpvsMessage, flags: u16) -> NetlinkMessage<Msg> {
-        let mut genl = GenlMessage::from_payload(msg);
-        genl.set_resolved_family_id(self.family_id);
-        message(genl, flags)
+        family_message(self.family_id, msg, flags)
     }
 
     /// Applies `operations` in order, many per `sendmsg`, each acknowledged
@@ -108,10 +106,10 @@ impl Ipvs {
     /// is in the report. `Err` means the socket itself failed.
     pub fn apply(&mut self, operations: &[Operation]) -> Result<BatchReport, Error> {
         let before = self.socket.counts;
+        let family_id = self.family_id;
         let requests = operations
             .iter()
-            .map(|op| self.message(convert::operation_message(op), 0))
-            .collect();
+            .map(|op| family_message(family_id, convert::operation_message(op), 0));
         let results = self.socket.acked(requests).map_err(Error::Apply)?;
         let after = self.socket.counts;
         Ok(BatchReport {
@@ -253,6 +251,12 @@ impl Ipvs {
             .pop()
             .unwrap_or_else(|| Err(io::Error::other("no acknowledgement")))
     }
+}
+
+fn family_message(family_id: u16, msg: IpvsMessage, flags: u16) -> NetlinkMessage<Msg> {
+    let mut genl = GenlMessage::from_payload(msg);
+    genl.set_resolved_family_id(family_id);
+    message(genl, flags)
 }
 
 /// The `IPVS_CMD_SET_CONFIG` request for `timeouts`, in `ipvsadm`'s order.

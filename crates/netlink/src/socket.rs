@@ -186,10 +186,17 @@ impl NetlinkSocket {
     /// Sends every request and returns each one's result in order: `Ok` for
     /// success, the kernel's errno otherwise. Only the last request of each
     /// `sendmsg` carries `NLM_F_ACK` (see the module's documentation).
-    pub fn acked<I>(&mut self, requests: Vec<NetlinkMessage<I>>) -> io::Result<Vec<io::Result<()>>>
+    ///
+    /// The requests are taken one `sendmsg` at a time, so a lazy iterator
+    /// never holds more than one chunk of messages in memory (a message is
+    /// a few hundred bytes of nested attribute vectors, its bytes a tenth).
+    pub fn acked<I, R>(&mut self, requests: R) -> io::Result<Vec<io::Result<()>>>
     where
         I: NetlinkSerializable + NetlinkDeserializable + Debug,
+        R: IntoIterator<Item = NetlinkMessage<I>>,
+        R::IntoIter: ExactSizeIterator,
     {
+        let requests = requests.into_iter();
         let mut results: Vec<Option<io::Result<()>>> = Vec::with_capacity(requests.len());
         results.resize_with(requests.len(), || None);
         let mut out = Vec::with_capacity(MAX_SEND_BYTES);

@@ -213,10 +213,8 @@ impl Dataplane for KernelDataplane {
             Op::BindAddress(a) => Some(*a),
             _ => None,
         });
-        let ipvs: Vec<(usize, Operation)> = pick(ops, |op| match op {
-            Op::Ipvs(o) => Some(o.clone()),
-            _ => None,
-        });
+        // Indices only: the batch is copied once, in `apply_ipvs`.
+        let ipvs: Vec<(usize, ())> = pick(ops, |op| matches!(op, Op::Ipvs(_)).then_some(()));
         let unbinds: Vec<(usize, IpAddr)> = pick(ops, |op| match op {
             Op::UnbindAddress(a) => Some(*a),
             _ => None,
@@ -295,7 +293,7 @@ fn op_error(op: &Op, e: &dyn std::error::Error) -> DataplaneError {
 impl KernelDataplane {
     fn apply_ipvs(
         &mut self,
-        ipvs: &[(usize, Operation)],
+        ipvs: &[(usize, ())],
         ops: &[Op],
         results: &mut [Option<Result<(), DataplaneError>>],
         sendmsg_calls: &mut usize,
@@ -303,7 +301,13 @@ impl KernelDataplane {
         if ipvs.is_empty() || results[ipvs[0].0].is_some() {
             return;
         }
-        let batch: Vec<Operation> = ipvs.iter().map(|(_, o)| o.clone()).collect();
+        let batch: Vec<Operation> = ipvs
+            .iter()
+            .filter_map(|(i, ())| match &ops[*i] {
+                Op::Ipvs(o) => Some(o.clone()),
+                _ => None,
+            })
+            .collect();
         match self.ipvs.apply(&batch) {
             Ok(report) => {
                 *sendmsg_calls += report.sendmsg_calls;
