@@ -13,10 +13,12 @@ use kube::ResourceExt;
 /// An object's namespace and name.
 type ObjectKey = (String, String);
 
-/// The objects of one kind, by the file they came from.
+/// The objects of one kind, by the file they came from. Each file's objects
+/// are a vector sorted by key: most files hold one or two objects, and a
+/// tree node per file would reserve room for eleven.
 #[derive(Debug)]
 pub(crate) struct Index<K> {
-    by_file: HashMap<PathBuf, BTreeMap<ObjectKey, K>>,
+    by_file: HashMap<PathBuf, Vec<(ObjectKey, K)>>,
     owners: BTreeMap<ObjectKey, BTreeSet<PathBuf>>,
 }
 
@@ -33,12 +35,26 @@ impl<K: ResourceExt + Clone + PartialEq> Index<K> {
     /// Replaces what `path` contributes; returns an `Apply` for every object
     /// whose winning version changed and a `Delete` for every object gone.
     pub fn replace(&mut self, path: &Path, objects: Vec<K>) -> Vec<Event<K>> {
-        let new: BTreeMap<ObjectKey, K> = objects.into_iter().map(|o| (key(&o), o)).collect();
+        let mut new: Vec<(ObjectKey, K)> = objects.into_iter().map(|o| (key(&o), o)).collect();
+        // Stable sort, then keep the last of equal keys: a file that repeats
+        // an object means its last version.
+        new.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut deduped: Vec<(ObjectKey, K)> = Vec::with_capacity(new.len());
+        for entry in new {
+            match deduped.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => deduped.push(entry),
+            }
+        }
+        let new = deduped;
+        let contains = |list: &[(ObjectKey, K)], k: &ObjectKey| {
+            list.binary_search_by(|(x, _)| x.cmp(k)).is_ok()
+        };
         let old = self.by_file.get(path);
         let touched: BTreeSet<ObjectKey> = old
             .into_iter()
-            .flat_map(|o| o.keys())
-            .chain(new.keys())
+            .flat_map(|o| o.iter().map(|(k, _)| k))
+            .chain(new.iter().map(|(k, _)| k))
             .cloned()
             .collect();
         if touched.is_empty() {
@@ -47,8 +63,8 @@ impl<K: ResourceExt + Clone + PartialEq> Index<K> {
         let before: Vec<Option<K>> = touched.iter().map(|k| self.winner(k).cloned()).collect();
         for k in old
             .into_iter()
-            .flat_map(|o| o.keys())
-            .filter(|k| !new.contains_key(*k))
+            .flat_map(|o| o.iter().map(|(k, _)| k))
+            .filter(|k| !contains(&new, k))
             .cloned()
             .collect::<Vec<_>>()
         {
@@ -59,7 +75,7 @@ impl<K: ResourceExt + Clone + PartialEq> Index<K> {
                 }
             }
         }
-        for k in new.keys() {
+        for (k, _) in &new {
             let owners = self.owners.entry(k.clone()).or_default();
             if owners.insert(path.to_owned()) && owners.len() > 1 {
                 tracing::warn!(object = %format!("{}/{}", k.0, k.1), files = ?owners, "object defined in several files; the last file wins");
@@ -83,7 +99,9 @@ impl<K: ResourceExt + Clone + PartialEq> Index<K> {
 
     fn winner(&self, key: &ObjectKey) -> Option<&K> {
         let file = self.owners.get(key)?.last()?;
-        self.by_file.get(file)?.get(key)
+        let objects = self.by_file.get(file)?;
+        let at = objects.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+        Some(&objects[at].1)
     }
 
     /// Every object, the winning version of each, by namespace and name.
