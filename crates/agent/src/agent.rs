@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures::{Stream, StreamExt};
@@ -96,8 +95,12 @@ pub struct Agent<D> {
     last_skipped: Vec<Skipped>,
     firewall: Option<(FirewallHandle, FirewallConfig)>,
     syncs: tokio::sync::watch::Sender<Option<(&'static str, SyncReport)>>,
-    debug_view: Arc<Mutex<Arc<String>>>,
+    debug_requests: Option<tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<String>>>,
 }
+
+/// Where the HTTP server asks the loop for the JSON of the desired virtual
+/// servers (`/debug/virtual-servers`).
+pub type DebugRequests = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<String>>;
 
 impl<D: Dataplane> Agent<D> {
     /// An agent that has seen nothing yet.
@@ -129,7 +132,7 @@ impl<D: Dataplane> Agent<D> {
             last_skipped: Vec::new(),
             firewall: None,
             syncs: tokio::sync::watch::Sender::new(None),
-            debug_view: Arc::default(),
+            debug_requests: None,
         }
     }
 
@@ -138,9 +141,12 @@ impl<D: Dataplane> Agent<D> {
         self.firewall = Some((handle, config));
     }
 
-    /// The JSON of the desired virtual servers, refreshed after each sync.
-    pub fn debug_view(&self) -> Arc<Mutex<Arc<String>>> {
-        self.debug_view.clone()
+    /// A handle to ask the loop for the JSON of the desired virtual servers;
+    /// the loop builds it when asked, so a sync never pays for it.
+    pub fn debug_view(&mut self) -> DebugRequests {
+        let (requests, receiver) = tokio::sync::mpsc::channel(4);
+        self.debug_requests = Some(receiver);
+        requests
     }
 
     /// Every sync's kind (`full`, `incremental`, `drain`) and report, as it
@@ -353,6 +359,11 @@ impl<D: Dataplane> Agent<D> {
                         }
                     }
                 }
+                Some(reply) = next_request(&mut self.debug_requests) => {
+                    let doc = output::from_intent(self.reconciler.intent());
+                    // The requester may have gone; then nobody needs the answer.
+                    let _ = reply.send(serde_json::to_string(&doc).unwrap_or_default());
+                }
                 () = sleep_until_opt(drain_at), if drain_at.is_some() => {
                     match self.reconciler.check_draining().await {
                         Ok(report) => self.finish("drain", &report),
@@ -492,13 +503,6 @@ impl<D: Dataplane> Agent<D> {
                 }
             }
         }
-        // The debug view walks every virtual server, so it is refreshed on
-        // full syncs only: an incremental sync stays proportional to its change.
-        if kind == "full" {
-            let doc = output::from_intent(self.reconciler.intent());
-            let json = serde_json::to_string(&doc).unwrap_or_default();
-            *self.debug_view.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(json);
-        }
         tracing::info!(
             sync = kind,
             writes = report.writes,
@@ -549,6 +553,13 @@ impl<D: Dataplane> Agent<D> {
             })
             .collect();
         handle.forget_udp_flows(stale);
+    }
+}
+
+async fn next_request<T>(receiver: &mut Option<tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
+    match receiver {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
 

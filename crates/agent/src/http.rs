@@ -3,7 +3,6 @@
 //! `--healthz-bind-address`.
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -12,6 +11,7 @@ use hyper::{Request, Response, StatusCode};
 use prometheus::Registry;
 use tokio::net::TcpListener;
 
+use crate::agent::DebugRequests;
 use crate::health::Health;
 use crate::metrics::render;
 
@@ -20,9 +20,10 @@ use crate::metrics::render;
 pub struct MetricsState {
     /// The registry to render on `/metrics`.
     pub registry: Registry,
-    /// The JSON of the desired virtual servers with their Services, served on
-    /// `/debug/virtual-servers` so `kube-ipvs dump` can name what it shows.
-    pub virtual_servers: Arc<Mutex<Arc<String>>>,
+    /// Asks the loop for the JSON of the desired virtual servers with their
+    /// Services, served on `/debug/virtual-servers` so `kube-ipvs dump` can
+    /// name what it shows. Built on request: it walks every virtual server.
+    pub virtual_servers: DebugRequests,
 }
 
 fn respond(
@@ -41,29 +42,49 @@ fn respond(
 
 /// Serves `/metrics`, `/proxyMode` and `/debug/virtual-servers` on `listener`.
 pub async fn serve_metrics(listener: TcpListener, state: MetricsState) {
-    serve(listener, move |path| match path {
-        "/metrics" => respond(
-            StatusCode::OK,
-            "text/plain; version=0.0.4",
-            render(&state.registry),
-        ),
-        "/proxyMode" => respond(StatusCode::OK, "text/plain", "ipvs"),
-        "/debug/virtual-servers" => {
-            let body = state
-                .virtual_servers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            respond(StatusCode::OK, "application/json", body.as_bytes().to_vec())
+    serve(listener, move |path| {
+        let state = state.clone();
+        async move {
+            match path.as_str() {
+                "/metrics" => respond(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    render(&state.registry),
+                ),
+                "/proxyMode" => respond(StatusCode::OK, "text/plain", "ipvs"),
+                "/debug/virtual-servers" => {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    let body = match state.virtual_servers.send(reply).await {
+                        Ok(()) => answer.await.ok(),
+                        Err(_) => None,
+                    };
+                    match body {
+                        Some(json) => respond(StatusCode::OK, "application/json", json),
+                        None => respond(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "text/plain",
+                            "the agent is not running\n",
+                        ),
+                    }
+                }
+                _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+            }
         }
-        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     })
     .await
 }
 
 /// Serves `/healthz` and `/livez` on `listener`: 200 while healthy, 503 otherwise.
 pub async fn serve_health(listener: TcpListener, health: Health) {
-    serve(listener, move |path| match path {
+    serve(listener, move |path| {
+        let response = health_response(&health, &path);
+        async move { response }
+    })
+    .await
+}
+
+fn health_response(health: &Health, path: &str) -> Response<Full<Bytes>> {
+    match path {
         "/healthz" | "/livez" => {
             let status = health.status();
             let code = if status.healthy {
@@ -74,13 +95,13 @@ pub async fn serve_health(listener: TcpListener, health: Health) {
             respond(code, "application/json", status.body)
         }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
-    })
-    .await
+    }
 }
 
-async fn serve<F>(listener: TcpListener, route: F)
+async fn serve<F, R>(listener: TcpListener, route: F)
 where
-    F: Fn(&str) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
+    F: Fn(String) -> R + Clone + Send + Sync + 'static,
+    R: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -93,8 +114,8 @@ where
         let route = route.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let response = route(req.uri().path());
-                async move { Ok::<_, Infallible>(response) }
+                let response = route(req.uri().path().to_owned());
+                async move { Ok::<_, Infallible>(response.await) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             // Half-close: clients such as `nc` shut their write side once the
