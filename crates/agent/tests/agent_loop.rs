@@ -18,7 +18,7 @@ use kube_ipvs::reconcile::{Reconciler, SyncReport};
 use kube_ipvs::source::SourceEvent;
 use kube_ipvs_controller::{Config, Op, PlanConfig};
 use kube_ipvs_netlink::{
-    Operation, Protocol, RealServer, Scheduler, VirtualServer, VirtualServerKey,
+    Operation, Protocol, RealServer, RealServerKey, Scheduler, VirtualServer, VirtualServerKey,
 };
 use serde_json::json;
 use tokio::sync::watch;
@@ -354,6 +354,26 @@ async fn a_failed_operation_is_retried_and_does_not_stop_the_batch() {
         .contains_key(&RealServer::new(ip("10.244.0.7"), 8080).key));
 }
 
+/// Sets what the "kernel" reports as a real server's active connections.
+fn set_active_connections(
+    dataplane: &MemoryDataplane,
+    key: VirtualServerKey,
+    rs: RealServerKey,
+    n: u32,
+) {
+    let mut kernel = dataplane.kernel();
+    let vs = kernel
+        .state
+        .virtual_servers
+        .get_mut(&key)
+        .expect("virtual server");
+    vs.real_servers
+        .get_mut(&rs)
+        .expect("real server")
+        .counters
+        .active_connections = n;
+}
+
 #[tokio::test(start_paused = true)]
 async fn tcp_real_server_drains_until_its_connections_close() {
     let mut h = Harness::start(timing());
@@ -365,17 +385,7 @@ async fn tcp_real_server_drains_until_its_connections_close() {
     h.next_sync().await;
     let key = VirtualServerKey::inet(Protocol::Tcp, ip("10.96.0.1"), 80);
     let gone = RealServer::new(ip("10.244.0.2"), 8080).key;
-    h.dataplane
-        .kernel()
-        .state
-        .virtual_servers
-        .get_mut(&key)
-        .unwrap()
-        .real_servers
-        .get_mut(&gone)
-        .unwrap()
-        .counters
-        .active_connections = 1;
+    set_active_connections(&h.dataplane, key, gone, 1);
 
     h.send(SourceEvent::EndpointSlices(Event::Apply(tcp(&[
         "10.244.0.1",
@@ -395,17 +405,7 @@ async fn tcp_real_server_drains_until_its_connections_close() {
     assert_eq!(report.writes, 0);
 
     // The connection closes: the next check deletes it.
-    h.dataplane
-        .kernel()
-        .state
-        .virtual_servers
-        .get_mut(&key)
-        .unwrap()
-        .real_servers
-        .get_mut(&gone)
-        .unwrap()
-        .counters
-        .active_connections = 0;
+    set_active_connections(&h.dataplane, key, gone, 0);
     let (kind, report) = h.next_sync().await;
     assert_eq!(kind, "drain");
     assert_eq!(report.operations.get("del_dest"), Some(&1), "{report:?}");

@@ -106,29 +106,19 @@ impl Route {
         ifindex: u32,
         addresses: &[IpAddr],
     ) -> Result<Vec<Result<(), Error>>, Error> {
-        let requests = addresses
-            .iter()
-            .map(|a| {
-                let msg = RouteNetlinkMessage::NewAddress(host_address_message(ifindex, *a));
+        self.address_batch(
+            addresses,
+            |a| {
+                let msg = RouteNetlinkMessage::NewAddress(host_address_message(ifindex, a));
                 (msg, NLM_F_CREATE | NLM_F_REPLACE)
-            })
-            .collect();
-        let fail = |address: IpAddr, source: io::Error| Error::AddAddress {
-            ifindex,
-            address,
-            source,
-        };
-        let results = self
-            .acked(requests)
-            .map_err(|e| fail(addresses.first().copied().unwrap_or([0, 0, 0, 0].into()), e))?;
-        Ok(results
-            .into_iter()
-            .zip(addresses)
-            .map(|(r, a)| match r {
-                Err(e) if e.raw_os_error() == Some(nix::libc::EEXIST) => Ok(()),
-                r => r.map_err(|e| fail(*a, e)),
-            })
-            .collect())
+            },
+            nix::libc::EEXIST,
+            |address, source| Error::AddAddress {
+                ifindex,
+                address,
+                source,
+            },
+        )
     }
 
     /// Removes host addresses from `ifindex`; one result per address. An
@@ -138,20 +128,31 @@ impl Route {
         ifindex: u32,
         addresses: &[IpAddr],
     ) -> Result<Vec<Result<(), Error>>, Error> {
-        let requests = addresses
-            .iter()
-            .map(|a| {
-                (
-                    RouteNetlinkMessage::DelAddress(host_address_message(ifindex, *a)),
-                    0,
-                )
-            })
-            .collect();
-        let fail = |address: IpAddr, source: io::Error| Error::RemoveAddress {
-            ifindex,
-            address,
-            source,
-        };
+        self.address_batch(
+            addresses,
+            |a| {
+                let msg = RouteNetlinkMessage::DelAddress(host_address_message(ifindex, a));
+                (msg, 0)
+            },
+            nix::libc::EADDRNOTAVAIL,
+            |address, source| Error::RemoveAddress {
+                ifindex,
+                address,
+                source,
+            },
+        )
+    }
+
+    /// Sends one request per address in a batch; `done_already` is the errno
+    /// that means the address is already as asked, which counts as success.
+    fn address_batch(
+        &mut self,
+        addresses: &[IpAddr],
+        request: impl Fn(IpAddr) -> (RouteNetlinkMessage, u16),
+        done_already: i32,
+        fail: impl Fn(IpAddr, io::Error) -> Error,
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        let requests = addresses.iter().map(|a| request(*a)).collect();
         let results = self
             .acked(requests)
             .map_err(|e| fail(addresses.first().copied().unwrap_or([0, 0, 0, 0].into()), e))?;
@@ -159,7 +160,7 @@ impl Route {
             .into_iter()
             .zip(addresses)
             .map(|(r, a)| match r {
-                Err(e) if e.raw_os_error() == Some(nix::libc::EADDRNOTAVAIL) => Ok(()),
+                Err(e) if e.raw_os_error() == Some(done_already) => Ok(()),
                 r => r.map_err(|e| fail(*a, e)),
             })
             .collect())
