@@ -53,7 +53,7 @@ pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 pub fn reset() {
     let _ = try_sh(
         "pkill -x kube-ipvs; pkill -f 'busybox n[c]'; sleep 0.2; ipvsadm -C; ip link del kube-ipvs0 2>/dev/null; \
-         for ns in $(ip netns list | cut -d' ' -f1); do ip netns pids $ns | xargs -r kill; ip netns del $ns; done; \
+         for ns in $(ip netns list | cut -d' ' -f1); do ip netns pids $ns | xargs -r kill 2>/dev/null; ip netns del $ns; done; \
          for l in $(ip -o link show type veth | cut -d: -f2 | cut -d@ -f1); do ip link del $l; done; \
          ip link del lab0 2>/dev/null; true",
     );
