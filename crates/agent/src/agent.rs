@@ -494,6 +494,10 @@ impl<D: Dataplane> Agent<D> {
         if report.ok() {
             self.health.synced();
             self.metrics.last_sync.set(unix_now());
+        }
+        // A drain check does not program pending changes: their latency is
+        // measured when a full or incremental sync does.
+        if report.ok() && kind != "drain" {
             let wall = SystemTime::now();
             for (_, at) in std::mem::take(&mut self.triggers) {
                 if let Ok(latency) = wall.duration_since(at) {

@@ -50,6 +50,7 @@ fn ip(s: &str) -> IpAddr {
 }
 
 struct Harness {
+    metrics: Metrics,
     events: mpsc::UnboundedSender<SourceEvent>,
     syncs: watch::Receiver<Option<(&'static str, SyncReport)>>,
     dataplane: MemoryDataplane,
@@ -60,6 +61,7 @@ impl Harness {
     fn start(timing: Timing) -> Self {
         let dataplane = MemoryDataplane::new();
         let metrics = Metrics::unregistered();
+        let metrics_handle = metrics.clone();
         let reconciler = Reconciler::new(dataplane.clone(), PlanConfig::default(), metrics.clone());
         let agent = Agent::new(
             reconciler,
@@ -75,6 +77,7 @@ impl Harness {
             let _ = stopped.await;
         }));
         Harness {
+            metrics: metrics_handle,
             events,
             syncs,
             dataplane,
@@ -412,4 +415,32 @@ async fn tcp_real_server_drains_until_its_connections_close() {
     assert!(!h.dataplane.kernel().state.virtual_servers[&key]
         .real_servers
         .contains_key(&gone));
+}
+
+#[tokio::test(start_paused = true)]
+async fn network_programming_latency_runs_from_the_trigger_time() {
+    let mut h = Harness::start(timing());
+    h.initial(
+        vec![service("a", "10.96.0.1", "UDP", 53)],
+        vec![slice("a", "UDP", &["10.244.0.1"])],
+    );
+    h.next_sync().await;
+    assert_eq!(h.metrics.network_programming.get_sample_count(), 0);
+
+    // The EndpointSlice controller stamps when the change happened: 3 s ago.
+    let mut changed = slice("a", "UDP", &["10.244.0.2"]);
+    let three_seconds_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3);
+    changed.metadata.annotations = Some(
+        [(
+            "endpoints.kubernetes.io/last-change-trigger-time".to_owned(),
+            three_seconds_ago.to_string(),
+        )]
+        .into(),
+    );
+    h.send(SourceEvent::EndpointSlices(Event::Apply(changed)));
+    let (kind, _) = h.next_sync().await;
+    assert_eq!(kind, "incremental");
+    assert_eq!(h.metrics.network_programming.get_sample_count(), 1);
+    let seconds = h.metrics.network_programming.get_sample_sum();
+    assert!((3.0..10.0).contains(&seconds), "{seconds}");
 }
