@@ -8,20 +8,6 @@ use kube_ipvs_controller::{desired_service, Config, ServiceState};
 use kube_ipvs_netlink::{Scheduler, ServiceFlags};
 use serde_json::json;
 
-fn http_slice(
-    name: &str,
-    service: &str,
-    endpoints: serde_json::Value,
-) -> k8s_openapi::api::discovery::v1::EndpointSlice {
-    slice(
-        name,
-        service,
-        "IPv4",
-        json!([{"name": "http", "port": 8080}]),
-        endpoints,
-    )
-}
-
 #[test]
 fn cluster_ip_with_endpoints_and_bound_address() {
     let w = World::new()

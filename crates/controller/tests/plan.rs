@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
     plan, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, Observed, Op, PlanConfig,
-    ServiceRef, ServiceState, VirtualServerKind,
+    Scope, ServiceRef, ServiceState, VirtualServerKind,
 };
 use kube_ipvs_netlink::{
     DumpedRealServer, DumpedVirtualServer, Operation, Protocol, RealServer, RealServerCounters,
@@ -83,6 +83,20 @@ fn observed_from(desired: &DesiredState) -> Observed {
         }
     }
     Observed::from_dump(dump, addresses)
+}
+
+/// Plans only the part of the kernel `scope` names, with the default
+/// ownership and nothing draining.
+fn scoped(observed: &Observed, intent: &Intent, scope: &Scope) -> Vec<Op> {
+    plan(
+        observed,
+        intent,
+        Extent::Scope(scope),
+        &PlanConfig::default(),
+        &Draining::new(),
+        Instant::now(),
+    )
+    .ops
 }
 
 fn full(observed: &Observed, desired: &DesiredState, config: &PlanConfig) -> Vec<Op> {
@@ -275,17 +289,10 @@ fn incremental_plan_touches_only_the_changed_service() {
         changed,
         Some(service(vip, Protocol::Udp, 53, &["10.244.0.2"])),
     );
-    let out = plan(
-        &observed,
-        &intent,
-        Extent::Scope(&scope),
-        &PlanConfig::default(),
-        &Draining::new(),
-        Instant::now(),
-    );
+    let out = scoped(&observed, &intent, &scope);
     let k = key(Protocol::Udp, vip, 53);
     assert_eq!(
-        out.ops,
+        out,
         vec![
             Op::Ipvs(Operation::NewDest(k, rs("10.244.0.2", 8080))),
             Op::Ipvs(Operation::DelDest(k, rs("10.244.0.1", 8080).key)),
@@ -316,16 +323,9 @@ fn deleted_service_removes_its_virtual_server_and_address() {
     )]);
     let mut intent = Intent::new(before.clone());
     let scope = intent.replace(ServiceRef::new("default", "web"), None);
-    let out = plan(
-        &observed_from(&before),
-        &intent,
-        Extent::Scope(&scope),
-        &PlanConfig::default(),
-        &Draining::new(),
-        Instant::now(),
-    );
+    let out = scoped(&observed_from(&before), &intent, &scope);
     assert_eq!(
-        out.ops,
+        out,
         vec![
             Op::Ipvs(Operation::DelService(key(Protocol::Tcp, "10.96.0.1", 80))),
             Op::UnbindAddress(ip("10.96.0.1")),
@@ -340,16 +340,9 @@ fn shared_address_stays_bound_while_one_service_still_needs_it() {
     let before = desired(vec![("a", a), ("b", b)]);
     let mut intent = Intent::new(before.clone());
     let scope = intent.replace(ServiceRef::new("default", "a"), None);
-    let out = plan(
-        &observed_from(&before),
-        &intent,
-        Extent::Scope(&scope),
-        &PlanConfig::default(),
-        &Draining::new(),
-        Instant::now(),
-    );
+    let out = scoped(&observed_from(&before), &intent, &scope);
     assert_eq!(
-        out.ops,
+        out,
         vec![Op::Ipvs(Operation::DelService(key(
             Protocol::Tcp,
             "203.0.113.10",

@@ -14,20 +14,6 @@ fn refs(changed: &Changed) -> Vec<String> {
     changed.services.iter().map(|s| s.to_string()).collect()
 }
 
-fn http_slice(
-    name: &str,
-    service: &str,
-    endpoints: serde_json::Value,
-) -> k8s_openapi::api::discovery::v1::EndpointSlice {
-    slice(
-        name,
-        service,
-        "IPv4",
-        json!([{"name": "http", "port": 8080}]),
-        endpoints,
-    )
-}
-
 #[test]
 fn identical_reapply_reports_no_change() {
     let mut s = Snapshot::new();

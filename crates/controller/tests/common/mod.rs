@@ -51,6 +51,17 @@ pub fn slice(
 }
 
 /// A ready endpoint on `node`.
+/// An IPv4 slice of `service` with one port named `http` (8080).
+pub fn http_slice(name: &str, service: &str, endpoints: Value) -> EndpointSlice {
+    slice(
+        name,
+        service,
+        "IPv4",
+        json!([{"name": "http", "port": 8080}]),
+        endpoints,
+    )
+}
+
 pub fn ep(address: &str, node: &str) -> Value {
     json!({"addresses": [address], "nodeName": node})
 }
