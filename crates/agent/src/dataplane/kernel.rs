@@ -220,38 +220,9 @@ impl Dataplane for KernelDataplane {
             _ => None,
         });
 
-        for (group, add) in [(&binds, true), (&unbinds, false)] {
-            if group.is_empty() {
-                continue;
-            }
-            if add {
-                // IPVS writes come between binds and unbinds.
-                self.apply_ipvs(&ipvs, ops, &mut results, &mut sendmsg_calls);
-            }
-            let addresses: Vec<IpAddr> = group.iter().map(|(_, a)| *a).collect();
-            let before = self.route.syscalls().sendmsg;
-            let outcome = if add {
-                self.route.add_addresses(self.ifindex, &addresses)
-            } else {
-                self.route.remove_addresses(self.ifindex, &addresses)
-            };
-            sendmsg_calls += self.route.syscalls().sendmsg.saturating_sub(before);
-            match outcome {
-                Ok(per_address) => {
-                    for ((i, _), r) in group.iter().zip(per_address) {
-                        results[*i] = Some(r.map_err(|e| op_error(&ops[*i], &e)));
-                    }
-                }
-                Err(e) => {
-                    for (i, _) in group.iter() {
-                        results[*i] = Some(Err(op_error(&ops[*i], &e)));
-                    }
-                }
-            }
-        }
-        if binds.is_empty() {
-            self.apply_ipvs(&ipvs, ops, &mut results, &mut sendmsg_calls);
-        }
+        self.apply_addresses(&binds, true, ops, &mut results, &mut sendmsg_calls);
+        self.apply_ipvs(&ipvs, ops, &mut results, &mut sendmsg_calls);
+        self.apply_addresses(&unbinds, false, ops, &mut results, &mut sendmsg_calls);
         ApplyReport {
             results: results
                 .into_iter()
@@ -291,6 +262,40 @@ fn op_error(op: &Op, e: &dyn std::error::Error) -> DataplaneError {
 }
 
 impl KernelDataplane {
+    /// Binds (`add`) or unbinds `group` on the dummy interface in one batch.
+    fn apply_addresses(
+        &mut self,
+        group: &[(usize, IpAddr)],
+        add: bool,
+        ops: &[Op],
+        results: &mut [Option<Result<(), DataplaneError>>],
+        sendmsg_calls: &mut usize,
+    ) {
+        if group.is_empty() {
+            return;
+        }
+        let addresses: Vec<IpAddr> = group.iter().map(|(_, a)| *a).collect();
+        let before = self.route.syscalls().sendmsg;
+        let outcome = if add {
+            self.route.add_addresses(self.ifindex, &addresses)
+        } else {
+            self.route.remove_addresses(self.ifindex, &addresses)
+        };
+        *sendmsg_calls += self.route.syscalls().sendmsg.saturating_sub(before);
+        match outcome {
+            Ok(per_address) => {
+                for ((i, _), r) in group.iter().zip(per_address) {
+                    results[*i] = Some(r.map_err(|e| op_error(&ops[*i], &e)));
+                }
+            }
+            Err(e) => {
+                for (i, _) in group {
+                    results[*i] = Some(Err(op_error(&ops[*i], &e)));
+                }
+            }
+        }
+    }
+
     fn apply_ipvs(
         &mut self,
         ipvs: &[(usize, ())],
@@ -298,7 +303,7 @@ impl KernelDataplane {
         results: &mut [Option<Result<(), DataplaneError>>],
         sendmsg_calls: &mut usize,
     ) {
-        if ipvs.is_empty() || results[ipvs[0].0].is_some() {
+        if ipvs.is_empty() {
             return;
         }
         let batch: Vec<Operation> = ipvs
