@@ -105,6 +105,9 @@ pub struct Intent {
     services: BTreeMap<ServiceRef, ServiceState>,
     owners: BTreeMap<VirtualServerKey, BTreeSet<ServiceRef>>,
     address_users: BTreeMap<IpAddr, usize>,
+    /// Real servers of the winning virtual servers, kept as Services change
+    /// so reading it never walks them all.
+    real_servers: usize,
 }
 
 impl Intent {
@@ -121,6 +124,16 @@ impl Intent {
     /// returns the part of the kernel the change touches.
     pub fn replace(&mut self, service: ServiceRef, state: Option<ServiceState>) -> Scope {
         let mut scope = Scope::default();
+        // The winners at the keys this change touches may change; count them
+        // out before and back in after.
+        let touched: BTreeSet<VirtualServerKey> = self
+            .services
+            .get(&service)
+            .into_iter()
+            .chain(state.as_ref())
+            .flat_map(|s| s.virtual_servers.keys().copied())
+            .collect();
+        self.real_servers -= self.real_servers_at(&touched);
         if let Some(old) = self.services.remove(&service) {
             for key in old.virtual_servers.keys() {
                 scope.keys.insert(*key);
@@ -152,7 +165,15 @@ impl Intent {
             }
             self.services.insert(service, new);
         }
+        self.real_servers += self.real_servers_at(&touched);
         scope
+    }
+
+    fn real_servers_at(&self, keys: &BTreeSet<VirtualServerKey>) -> usize {
+        keys.iter()
+            .filter_map(|k| self.virtual_server(k))
+            .map(|(_, vs)| vs.real_servers.len())
+            .sum()
     }
 
     /// The virtual server wanted at `key`, with the Service that wants it.
@@ -189,13 +210,7 @@ impl Intent {
 
     /// The number of wanted virtual servers and real servers.
     pub fn counts(&self) -> (usize, usize) {
-        let mut real = 0;
-        for key in self.owners.keys() {
-            if let Some((_, vs)) = self.virtual_server(key) {
-                real += vs.real_servers.len();
-            }
-        }
-        (self.owners.len(), real)
+        (self.owners.len(), self.real_servers)
     }
 }
 

@@ -602,3 +602,46 @@ fn conflicting_services_resolve_by_name_whatever_the_order() {
     assert_eq!(one.virtual_server(&k).unwrap().0.name, "a");
     assert_eq!(two.virtual_server(&k).unwrap().0.name, "a");
 }
+
+#[test]
+fn counts_follow_changes_and_conflicts() {
+    let walk = |intent: &Intent| -> (usize, usize) {
+        let keys: Vec<_> = intent.keys().copied().collect();
+        let real = keys
+            .iter()
+            .filter_map(|k| intent.virtual_server(k))
+            .map(|(_, vs)| vs.real_servers.len())
+            .sum();
+        (keys.len(), real)
+    };
+    let mut intent = Intent::default();
+    let a = ServiceRef::new("default", "a");
+    let b = ServiceRef::new("default", "b");
+    intent.replace(
+        b.clone(),
+        Some(service("10.96.0.1", Protocol::Tcp, 80, &["10.244.0.1"])),
+    );
+    assert_eq!(intent.counts(), (1, 1));
+    // "a" takes the same key with more real servers: it wins by name.
+    intent.replace(
+        a.clone(),
+        Some(service(
+            "10.96.0.1",
+            Protocol::Tcp,
+            80,
+            &["10.244.0.2", "10.244.0.3"],
+        )),
+    );
+    assert_eq!(intent.counts(), (1, 2));
+    assert_eq!(intent.counts(), walk(&intent));
+    intent.replace(a.clone(), None);
+    assert_eq!(intent.counts(), (1, 1));
+    intent.replace(
+        b.clone(),
+        Some(service("10.96.0.9", Protocol::Udp, 53, &[])),
+    );
+    assert_eq!(intent.counts(), (1, 0));
+    intent.replace(b, None);
+    assert_eq!(intent.counts(), (0, 0));
+    assert_eq!(intent.counts(), walk(&intent));
+}
