@@ -6,8 +6,8 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use kube_ipvs_benches::{config, service, slice, snapshot};
-use kube_ipvs_controller::{desired, desired_service, ServiceRef};
+use kube_ipvs_benches::{alternating_slices, config, service, service_ref, slice, snapshot};
+use kube_ipvs_controller::{desired, desired_service};
 
 const ENDPOINTS: usize = 10;
 
@@ -30,9 +30,8 @@ fn one_endpoint_changed(c: &mut Criterion) {
     for services in [1_000, 10_000, 50_000] {
         let mut snapshot = snapshot(services, ENDPOINTS);
         let target = services / 2;
-        let versions = [slice(target, ENDPOINTS, 1), slice(target, ENDPOINTS, 0)];
-        let name = service(target).metadata;
-        let service = ServiceRef::new(name.namespace.unwrap(), name.name.unwrap());
+        let versions = alternating_slices(target, ENDPOINTS);
+        let service = service_ref(target);
         let mut turn = 0;
         group.bench_function(BenchmarkId::from_parameter(services), |b| {
             b.iter(|| {

@@ -9,9 +9,9 @@
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use kube_ipvs_benches::{config, service, slice, snapshot};
+use kube_ipvs_benches::{alternating_slices, config, service_ref, snapshot};
 use kube_ipvs_controller::{
-    desired, desired_service, plan, Draining, Extent, Intent, Observed, PlanConfig, ServiceRef,
+    desired, desired_service, plan, Draining, Extent, Intent, Observed, PlanConfig,
 };
 
 const ENDPOINTS: usize = 10;
@@ -80,9 +80,8 @@ fn one_endpoint_changed(c: &mut Criterion) {
         let mut draining = Draining::new();
         // A ClusterIP Service (one in four has node ports too).
         let target = services / 2 + 1;
-        let versions = [slice(target, ENDPOINTS, 1), slice(target, ENDPOINTS, 0)];
-        let name = service(target).metadata;
-        let service = ServiceRef::new(name.namespace.unwrap(), name.name.unwrap());
+        let versions = alternating_slices(target, ENDPOINTS);
+        let service = service_ref(target);
         let mut turn = 0;
         group.bench_function(BenchmarkId::from_parameter(services), |b| {
             b.iter(|| {

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube_ipvs_controller::{Config, Snapshot};
+use kube_ipvs_controller::{Config, ServiceRef, Snapshot};
 
 /// The node the benchmarks map for, and how many nodes endpoints spread over.
 pub const NODES: usize = 100;
@@ -52,6 +52,21 @@ pub fn service(i: usize) -> Service {
         }),
         status: None,
     }
+}
+
+/// Service `i` by namespace and name.
+pub fn service_ref(i: usize) -> ServiceRef {
+    let name = service(i).metadata;
+    ServiceRef::new(
+        name.namespace.unwrap_or_default(),
+        name.name.unwrap_or_default(),
+    )
+}
+
+/// Two versions of Service `i`'s slice, one endpoint apart, to alternate
+/// between: a one-endpoint change every time.
+pub fn alternating_slices(i: usize, endpoints: usize) -> [EndpointSlice; 2] {
+    [slice(i, endpoints, 1), slice(i, endpoints, 0)]
 }
 
 /// The EndpointSlice of Service `i` with `endpoints` ready endpoints;
