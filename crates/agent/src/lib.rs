@@ -1,21 +1,33 @@
-//! The kube-ipvs agent: sources, the reconcile loop, the kernel seam, the
-//! CLI's output, metrics and health. `main.rs` only wires these together.
+//! The kube-ipvs agent. Data flows through it in this order:
 //!
-//! - [`source`]: Services, EndpointSlices and Nodes from the API or a directory.
-//! - [`agent`]: the loop from source events to syncs.
-//! - [`reconcile`]: plans and applies syncs against a [`dataplane`].
-//! - [`dataplane`]: the kernel seam, with kernel and in-memory implementations.
-//! - [`firewall`]: the nftables table and conntrack cleanup.
-//! - [`cli`], [`output`]: flags, and how `plan` and `dump` print.
-//! - [`metrics`], [`health`], [`http`]: what the agent exports.
+//! - [`source`]: Services, EndpointSlices and the Node from the API or a
+//!   directory, as one stream of watch events.
+//! - [`snapshot`]: the events applied to the controller's snapshot, with
+//!   relists swapped in whole.
+//! - the controller crate maps the snapshot to the desired state and plans.
+//! - [`reconcile`]: plans and applies syncs against a [`dataplane`], the
+//!   kernel seam (IPVS and addresses), with kernel and in-memory
+//!   implementations.
+//! - [`firewall`]: the nftables table and conntrack clean-up behind their
+//!   own seam, run beside the loop.
+//! - [`agent`]: the loop from source events to syncs, and when each is due.
+//!
+//! Around it: [`cmd`] (one module per subcommand), [`cli`] and [`config`]
+//! (flags, and each part's configuration from them), [`output`] (how `plan`
+//! and `dump` print), [`metrics`], [`health`] and [`http`] (what the agent
+//! exports), and [`error`] (how an error is printed, once).
 
 pub mod agent;
 pub mod cli;
+pub mod cmd;
+pub mod config;
 pub mod dataplane;
+pub mod error;
 pub mod firewall;
 pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod output;
 pub mod reconcile;
+pub mod snapshot;
 pub mod source;

@@ -2,22 +2,66 @@
 //! `ipvsadm -Ln`, or JSON.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
 
 use kube_ipvs_controller::{Intent, Observed};
 use kube_ipvs_netlink::{
-    DumpedRealServer, RealServer, ServiceFlags, Stats, VirtualServer, VirtualServerKey,
+    DumpedRealServer, Protocol, RealServer, ServiceFlags, Stats, VirtualServer, VirtualServerKey,
 };
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// How a virtual server is addressed: an IP protocol, or a firewall mark.
+/// Printed as `ipvsadm` does: `TCP`, `UDP`, `SCTP`, `FWM` (`proto-N` for
+/// another protocol number).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProtocolView {
+    /// An address, a port and this protocol.
+    Ip(Protocol),
+    /// A firewall mark.
+    FirewallMark,
+}
+
+impl fmt::Display for ProtocolView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolView::Ip(p) => p.fmt(f),
+            ProtocolView::FirewallMark => f.write_str("FWM"),
+        }
+    }
+}
+
+impl Serialize for ProtocolView {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProtocolView {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(match &*text {
+            "TCP" => ProtocolView::Ip(Protocol::Tcp),
+            "UDP" => ProtocolView::Ip(Protocol::Udp),
+            "SCTP" => ProtocolView::Ip(Protocol::Sctp),
+            "FWM" => ProtocolView::FirewallMark,
+            other => other
+                .strip_prefix("proto-")
+                .and_then(|n| n.parse().ok())
+                .map(|n| ProtocolView::Ip(Protocol::Other(n)))
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown protocol {other:?}")))?,
+        })
+    }
+}
 
 /// The printed form of a virtual server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VirtualServerView {
     /// `TCP`, `UDP`, `SCTP` (or `FWM` for a firewall-mark service).
-    pub protocol: String,
+    pub protocol: ProtocolView,
     /// The virtual IP (absent for a firewall-mark service).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub address: Option<String>,
+    pub address: Option<IpAddr>,
     /// The virtual port.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub port: Option<u16>,
@@ -46,7 +90,7 @@ pub struct VirtualServerView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RealServerView {
     /// Its address.
-    pub address: String,
+    pub address: IpAddr,
     /// Its port.
     pub port: u16,
     /// Its weight.
@@ -91,6 +135,19 @@ impl From<Stats> for StatsView {
     }
 }
 
+impl VirtualServerView {
+    /// The kernel's key of the virtual server shown (`None` for a
+    /// firewall-mark service, whose family the view does not carry).
+    pub fn key(&self) -> Option<VirtualServerKey> {
+        match (self.protocol, self.address, self.port) {
+            (ProtocolView::Ip(protocol), Some(address), Some(port)) => {
+                Some(VirtualServerKey::inet(protocol, address, port))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The whole printed document.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Document {
@@ -104,13 +161,10 @@ fn service_view(service: &VirtualServer, owner: Option<String>) -> VirtualServer
             protocol,
             address,
             port,
-        } => (
-            protocol.to_string(),
-            Some(address.to_string()),
-            Some(port),
-            None,
-        ),
-        VirtualServerKey::FirewallMark { mark, .. } => ("FWM".to_owned(), None, None, Some(mark)),
+        } => (ProtocolView::Ip(protocol), Some(address), Some(port), None),
+        VirtualServerKey::FirewallMark { mark, .. } => {
+            (ProtocolView::FirewallMark, None, None, Some(mark))
+        }
     };
     let mut flags: Vec<String> = service
         .flags
@@ -140,7 +194,7 @@ fn service_view(service: &VirtualServer, owner: Option<String>) -> VirtualServer
 
 fn real_server_view(rs: &RealServer) -> RealServerView {
     RealServerView {
-        address: rs.key.address.to_string(),
+        address: rs.key.address,
         port: rs.key.port,
         weight: rs.weight,
         forward: rs.forward.name().to_owned(),
@@ -156,7 +210,7 @@ pub fn from_intent(intent: &Intent) -> Document {
         .keys()
         .filter_map(|key| intent.virtual_server(key))
         .map(|(owner, vs)| {
-            let mut view = service_view(&vs.service, Some(format!("{owner}:{}", vs.port_name)));
+            let mut view = service_view(&vs.service, Some(service_port(owner, &vs.port_name)));
             view.real_servers = vs.real_servers.values().map(real_server_view).collect();
             view
         })
@@ -198,12 +252,8 @@ pub fn from_observed(
     Document { virtual_servers }
 }
 
-fn endpoint(address: &str, port: u16) -> String {
-    if address.contains(':') {
-        format!("[{address}]:{port}")
-    } else {
-        format!("{address}:{port}")
-    }
+fn endpoint(address: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(address, port).to_string()
 }
 
 /// Renders a document as a table.
@@ -222,11 +272,11 @@ pub fn table(doc: &Document) -> String {
     }
     for vs in &doc.virtual_servers {
         let local = match (&vs.address, vs.port, vs.fwmark) {
-            (Some(a), Some(p), _) => endpoint(a, p),
+            (Some(a), Some(p), _) => endpoint(*a, p),
             (_, _, Some(mark)) => mark.to_string(),
             _ => String::new(),
         };
-        let mut head = format!("{:<4} {} {}", vs.protocol, local, vs.scheduler);
+        let mut head = format!("{:<4} {} {}", vs.protocol.to_string(), local, vs.scheduler);
         if !vs.flags.is_empty() {
             let _ = write!(head, " ({})", vs.flags.join(","));
         }
@@ -258,7 +308,7 @@ pub fn table(doc: &Document) -> String {
             };
             let mut line = format!(
                 "  -> {:<28} {:<7} {:<6}",
-                endpoint(&rs.address, rs.port),
+                endpoint(rs.address, rs.port),
                 forward,
                 rs.weight
             );
@@ -276,4 +326,26 @@ pub fn table(doc: &Document) -> String {
         }
     }
     out
+}
+
+/// `namespace/name:port`.
+fn service_port(owner: &impl fmt::Display, port_name: &str) -> String {
+    format!("{owner}:{port_name}")
+}
+
+/// Which Service port each virtual server of `intent` serves.
+pub fn names_from_intent(intent: &Intent) -> BTreeMap<VirtualServerKey, String> {
+    intent
+        .keys()
+        .filter_map(|key| intent.virtual_server(key))
+        .map(|(owner, vs)| (vs.service.key, service_port(owner, &vs.port_name)))
+        .collect()
+}
+
+/// Which Service port each virtual server of a document names.
+pub fn names_from_document(doc: Document) -> BTreeMap<VirtualServerKey, String> {
+    doc.virtual_servers
+        .into_iter()
+        .filter_map(|v| Some((v.key()?, v.service?)))
+        .collect()
 }

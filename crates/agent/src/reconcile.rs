@@ -10,6 +10,8 @@
 //!   servers, so they go as soon as their connections do.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
@@ -20,7 +22,43 @@ use kube_ipvs_netlink::{Operation, Protocol, RealServerKey, VirtualServerKey};
 use serde::Serialize;
 
 use crate::dataplane::{Dataplane, DataplaneError};
+use crate::error::Chain;
 use crate::metrics::Metrics;
+
+/// The kinds of sync the reconciler runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncKind {
+    /// One dump and a diff against everything.
+    Full,
+    /// Only the Services a change touched, against the cached kernel state.
+    Incremental,
+    /// Fresh counters of draining real servers, and deletion of those done.
+    Drain,
+}
+
+impl SyncKind {
+    /// The kind as a log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncKind::Full => "full",
+            SyncKind::Incremental => "incremental",
+            SyncKind::Drain => "drain",
+        }
+    }
+
+    /// Whether the sync programs changes from the sources (a drain check
+    /// only finishes what an earlier sync began).
+    pub fn programs_changes(self) -> bool {
+        !matches!(self, SyncKind::Drain)
+    }
+}
+
+impl fmt::Display for SyncKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What one sync did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -29,8 +67,10 @@ pub struct SyncReport {
     pub writes: usize,
     /// Writes by kind (`new_service`, `del_dest`, `bind_address`...), successes and failures.
     pub operations: BTreeMap<&'static str, usize>,
-    /// The operations that failed, with why.
-    pub failures: Vec<String>,
+    /// The operations that failed, each naming its operation, with the
+    /// netlink error as its source.
+    #[serde(serialize_with = "as_chains")]
+    pub failures: Vec<Arc<DataplaneError>>,
     /// `sendmsg` calls the writes took.
     pub sendmsg_calls: usize,
     /// Whether the sync dumped the kernel first.
@@ -41,6 +81,13 @@ pub struct SyncReport {
     /// How long it took.
     #[serde(serialize_with = "as_millis")]
     pub duration: Duration,
+}
+
+fn as_chains<S: serde::Serializer>(
+    errors: &[Arc<DataplaneError>],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(errors.iter().map(|e| Chain(&**e).to_string()))
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -77,11 +124,6 @@ impl<D: Dataplane> Reconciler<D> {
         }
     }
 
-    /// The dataplane, for the caller's own reads.
-    pub fn dataplane(&mut self) -> &mut D {
-        &mut self.dataplane
-    }
-
     /// The indexed desired state.
     pub fn intent(&self) -> &Intent {
         &self.intent
@@ -95,6 +137,11 @@ impl<D: Dataplane> Reconciler<D> {
     /// The real servers draining now.
     pub fn draining(&self) -> &Draining {
         &self.draining
+    }
+
+    /// The node's addresses, read from the kernel now.
+    pub async fn read_node_addresses(&mut self) -> Result<Vec<std::net::IpAddr>, DataplaneError> {
+        self.dataplane.node_addresses().await
     }
 
     /// Replaces the node's addresses (NodePort virtual servers on them are owned).
@@ -194,8 +241,8 @@ impl<D: Dataplane> Reconciler<D> {
                     "success"
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "kernel operation failed; retried on the next sync");
-                    report.failures.push(e.to_string());
+                    tracing::warn!(error = %Chain(&e), "kernel operation failed; retried on the next sync");
+                    report.failures.push(Arc::new(e));
                     "error"
                 }
             };

@@ -14,7 +14,7 @@ use kube_ipvs::agent::{Agent, Timing};
 use kube_ipvs::dataplane::MemoryDataplane;
 use kube_ipvs::health::Health;
 use kube_ipvs::metrics::Metrics;
-use kube_ipvs::reconcile::{Reconciler, SyncReport};
+use kube_ipvs::reconcile::{Reconciler, SyncKind, SyncReport};
 use kube_ipvs::source::SourceEvent;
 use kube_ipvs_controller::{Config, Op, PlanConfig};
 use kube_ipvs_netlink::{
@@ -52,7 +52,7 @@ fn ip(s: &str) -> IpAddr {
 struct Harness {
     metrics: Metrics,
     events: mpsc::UnboundedSender<SourceEvent>,
-    syncs: watch::Receiver<Option<(&'static str, SyncReport)>>,
+    syncs: watch::Receiver<Option<(SyncKind, SyncReport)>>,
     dataplane: MemoryDataplane,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -106,7 +106,7 @@ impl Harness {
     }
 
     /// Waits for the next sync to complete and returns its kind and report.
-    async fn next_sync(&mut self) -> (&'static str, SyncReport) {
+    async fn next_sync(&mut self) -> (SyncKind, SyncReport) {
         tokio::time::timeout(Duration::from_secs(3600), self.syncs.changed())
             .await
             .expect("a sync within the hour")
@@ -157,7 +157,7 @@ async fn first_sync_waits_for_every_source_then_programs_everything() {
     h.send(SourceEvent::Node(Event::InitApply(Node::default())));
     h.send(SourceEvent::Node(Event::InitDone));
     let (kind, report) = h.next_sync().await;
-    assert_eq!(kind, "full");
+    assert_eq!(kind, SyncKind::Full);
     assert_eq!(report.writes, 3, "{report:?}");
     let k = h.dataplane.kernel();
     assert_eq!(k.dumps, 1);
@@ -196,7 +196,7 @@ async fn one_endpoint_replaced_costs_two_writes_and_no_dump() {
         &["10.244.0.1", "10.244.0.3"],
     ))));
     let (kind, report) = h.next_sync().await;
-    assert_eq!(kind, "incremental");
+    assert_eq!(kind, SyncKind::Incremental);
     assert_eq!(report.writes, 2, "{report:?}");
     assert!(!report.dumped);
     let k = h.dataplane.kernel();
@@ -248,7 +248,7 @@ async fn changes_within_the_min_sync_period_are_batched() {
     ))));
 
     let (kind, report) = h.next_sync().await;
-    assert_eq!(kind, "incremental");
+    assert_eq!(kind, SyncKind::Incremental);
     assert_eq!(report.writes, 4, "both changes in one sync: {report:?}");
     assert_eq!(h.dataplane.kernel().applies, applies + 1);
     assert!(
@@ -297,7 +297,7 @@ async fn periodic_resync_repairs_drift() {
         k.state.addresses.insert(ip("10.96.0.99"));
     }
     let (kind, report) = h.next_sync().await;
-    assert_eq!(kind, "full");
+    assert_eq!(kind, SyncKind::Full);
     assert!(report.dumped);
     assert_eq!(Instant::now(), synced_at + Duration::from_secs(30));
     assert_eq!(report.writes, 4, "{report:?}");
@@ -323,7 +323,10 @@ async fn a_failed_operation_is_retried_and_does_not_stop_the_batch() {
         udp_key("10.96.0.1"),
         RealServer::new(ip("10.244.0.7"), 8080),
     );
-    h.dataplane.kernel().fail_next.insert(new_dest.to_string());
+    h.dataplane
+        .kernel()
+        .fail_next
+        .push(Op::Ipvs(new_dest.clone()));
     h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
         "a",
         "UDP",
@@ -341,7 +344,8 @@ async fn a_failed_operation_is_retried_and_does_not_stop_the_batch() {
 
     let (kind, retry) = h.next_sync().await;
     assert_eq!(
-        kind, "full",
+        kind,
+        SyncKind::Full,
         "the retry dumps: the cache may be wrong after a failure"
     );
     assert_eq!(
@@ -404,13 +408,13 @@ async fn tcp_real_server_drains_until_its_connections_close() {
 
     // While the connection is open, drain checks change nothing.
     let (kind, report) = h.next_sync().await;
-    assert_eq!(kind, "drain");
+    assert_eq!(kind, SyncKind::Drain);
     assert_eq!(report.writes, 0);
 
     // The connection closes: the next check deletes it.
     set_active_connections(&h.dataplane, key, gone, 0);
     let (kind, report) = h.next_sync().await;
-    assert_eq!(kind, "drain");
+    assert_eq!(kind, SyncKind::Drain);
     assert_eq!(report.operations.get("del_dest"), Some(&1), "{report:?}");
     assert!(!h.dataplane.kernel().state.virtual_servers[&key]
         .real_servers
@@ -439,7 +443,7 @@ async fn network_programming_latency_runs_from_the_trigger_time() {
     );
     h.send(SourceEvent::EndpointSlices(Event::Apply(changed)));
     let (kind, _) = h.next_sync().await;
-    assert_eq!(kind, "incremental");
+    assert_eq!(kind, SyncKind::Incremental);
     assert_eq!(h.metrics.network_programming.get_sample_count(), 1);
     let seconds = h.metrics.network_programming.get_sample_sum();
     assert!((3.0..10.0).contains(&seconds), "{seconds}");

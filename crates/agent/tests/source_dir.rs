@@ -67,7 +67,7 @@ fn describe(event: &SourceEvent) -> String {
         SourceEvent::Services(e) => one("svc", e),
         SourceEvent::EndpointSlices(e) => one("slice", e),
         SourceEvent::Node(e) => one("node", e),
-        SourceEvent::WatchError { resource, kind } => format!("watch-error {resource} {kind}"),
+        SourceEvent::WatchError { resource, kind, .. } => format!("watch-error {resource} {kind}"),
         SourceEvent::FileSkipped(f) => {
             let name = f.path.file_name().unwrap().to_string_lossy();
             format!("skipped {name} {:?} {}", f.document, f.reason)

@@ -304,7 +304,8 @@ async fn gone_forces_a_relist() {
         e,
         SourceEvent::WatchError {
             resource: "Service",
-            kind: "gone"
+            kind: "gone",
+            ..
         }
     )));
     let relisted: Vec<_> = services(&events)

@@ -43,7 +43,7 @@ impl fmt::Display for SkipKind {
 }
 
 /// One piece of input left out of the mapping.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Skipped {
     /// The kind of object.
     pub kind: SkipKind,
@@ -79,7 +79,7 @@ fn family_name(family: AddressFamily) -> &'static str {
 
 /// Why a piece of input was left out. `field` names the field as the API
 /// spells it (`spec.clusterIPs`, `endpoints[].addresses`).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum SkipReason {
     /// The object has no `metadata.name`, so nothing can refer to it.
     #[error("no metadata.name")]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use kube_ipvs_controller::{Observed, Op};
 use kube_ipvs_netlink::{DumpedRealServer, Ipvs, Operation, Route, Stats, VirtualServerKey};
 
-use super::{ApplyReport, Dataplane, DataplaneError};
+use super::{ApplyReport, Dataplane, DataplaneError, OperationFailure};
 
 /// System settings applied once at start.
 #[derive(Clone, Debug, Default)]
@@ -139,10 +139,7 @@ impl KernelDataplane {
     pub fn observe_with_stats(
         &mut self,
     ) -> Result<(Observed, BTreeMap<VirtualServerKey, Stats>), DataplaneError> {
-        let dump = self
-            .ipvs
-            .dump_all()
-            .map_err(|e| DataplaneError::Dump(error_chain(&e)))?;
+        let dump = self.ipvs.dump_all().map_err(DataplaneError::DumpIpvs)?;
         let stats = dump
             .iter()
             .map(|d| (d.service.service.key, d.service.stats))
@@ -152,7 +149,7 @@ impl KernelDataplane {
         } else {
             self.route
                 .addresses(self.ifindex)
-                .map_err(|e| DataplaneError::Dump(error_chain(&e)))?
+                .map_err(DataplaneError::DumpAddresses)?
                 .into_iter()
                 // The kernel gives the link an IPv6 link-local address each
                 // time it comes up; it is not a Service's, and not ours to remove.
@@ -171,18 +168,6 @@ fn is_ipv6_link_local(address: &IpAddr) -> bool {
     matches!(address, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
 }
 
-/// An error with its sources, for logs and reports.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 impl Dataplane for KernelDataplane {
     async fn observe(&mut self) -> Result<Observed, DataplaneError> {
         self.observe_with_stats().map(|(observed, _)| observed)
@@ -197,7 +182,7 @@ impl Dataplane for KernelDataplane {
                 self.ipvs
                     .destinations(key)
                     .map(|d| (*key, d))
-                    .map_err(|e| DataplaneError::Dump(error_chain(&e)))
+                    .map_err(|e| DataplaneError::DumpDestinations(*key, e))
             })
             .collect()
     }
@@ -229,10 +214,7 @@ impl Dataplane for KernelDataplane {
                 .zip(ops)
                 .map(|(r, op)| {
                     r.unwrap_or_else(|| {
-                        Err(DataplaneError::Operation {
-                            op: op.to_string(),
-                            reason: "not applied".into(),
-                        })
+                        Err(DataplaneError::operation(op, OperationFailure::NotApplied))
                     })
                 })
                 .collect(),
@@ -243,7 +225,7 @@ impl Dataplane for KernelDataplane {
     async fn node_addresses(&mut self) -> Result<Vec<IpAddr>, DataplaneError> {
         self.route
             .local_addresses(&[self.dummy.as_str()], &[])
-            .map_err(|e| DataplaneError::NodeAddresses(error_chain(&e)))
+            .map_err(DataplaneError::NodeAddresses)
     }
 }
 
@@ -252,13 +234,6 @@ fn pick<T>(ops: &[Op], f: impl Fn(&Op) -> Option<T>) -> Vec<(usize, T)> {
         .enumerate()
         .filter_map(|(i, op)| f(op).map(|t| (i, t)))
         .collect()
-}
-
-fn op_error(op: &Op, e: &dyn std::error::Error) -> DataplaneError {
-    DataplaneError::Operation {
-        op: op.to_string(),
-        reason: error_chain(e),
-    }
 }
 
 impl KernelDataplane {
@@ -285,12 +260,17 @@ impl KernelDataplane {
         match outcome {
             Ok(per_address) => {
                 for ((i, _), r) in group.iter().zip(per_address) {
-                    results[*i] = Some(r.map_err(|e| op_error(&ops[*i], &e)));
+                    results[*i] = Some(r.map_err(|e| DataplaneError::operation(&ops[*i], e)));
                 }
             }
             Err(e) => {
+                // The batch failed as a whole: each operation carries the error.
+                let e = std::sync::Arc::new(e);
                 for (i, _) in group {
-                    results[*i] = Some(Err(op_error(&ops[*i], &e)));
+                    results[*i] = Some(Err(DataplaneError::operation(
+                        &ops[*i],
+                        OperationFailure::Batch(e.clone()),
+                    )));
                 }
             }
         }
@@ -317,12 +297,18 @@ impl KernelDataplane {
             Ok(report) => {
                 *sendmsg_calls += report.sendmsg_calls;
                 for ((i, _), r) in ipvs.iter().zip(report.results) {
-                    results[*i] = Some(r.map_err(|e| op_error(&ops[*i], &e)));
+                    results[*i] = Some(r.map_err(|e| {
+                        DataplaneError::operation(&ops[*i], OperationFailure::Refused(e.source))
+                    }));
                 }
             }
             Err(e) => {
+                let e = std::sync::Arc::new(e);
                 for (i, _) in ipvs {
-                    results[*i] = Some(Err(op_error(&ops[*i], &e)));
+                    results[*i] = Some(Err(DataplaneError::operation(
+                        &ops[*i],
+                        OperationFailure::Batch(e.clone()),
+                    )));
                 }
             }
         }

@@ -1,14 +1,14 @@
 //! An in-memory dataplane that behaves like the kernel where the reconciler
 //! can tell: it refuses duplicates and missing objects, and counts writes.
 
-use std::collections::BTreeSet;
+use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kube_ipvs_controller::{Observed, ObservedVirtualServer, Op};
 use kube_ipvs_netlink::{DumpedRealServer, Operation, RealServerCounters, VirtualServerKey};
 
-use super::{ApplyReport, Dataplane, DataplaneError};
+use super::{ApplyReport, Dataplane, DataplaneError, OperationFailure};
 
 /// The shared state behind a [`MemoryDataplane`]; tests hold a clone of the
 /// handle to inspect the "kernel" and inject drift or failures.
@@ -18,9 +18,8 @@ pub struct MemoryKernel {
     pub state: Observed,
     /// The node's addresses.
     pub node_addresses: Vec<IpAddr>,
-    /// Operations that will fail, once each, when applied (compared with
-    /// their `Display` text, e.g. "new service TCP 10.0.0.1:80 (rr)").
-    pub fail_next: BTreeSet<String>,
+    /// Operations that will fail, once each, when applied.
+    pub fail_next: Vec<Op>,
     /// Every write the kernel accepted, in order.
     pub writes: Vec<Op>,
     /// How many full dumps were taken.
@@ -48,17 +47,25 @@ impl MemoryDataplane {
     }
 }
 
-fn refuse(op: &Op, reason: &str) -> Result<(), DataplaneError> {
-    Err(DataplaneError::Operation {
-        op: op.to_string(),
-        reason: reason.to_owned(),
-    })
+/// The kernel's answer: the errno it gives for the same mistake.
+fn refuse(op: &Op, errno: i32) -> Result<(), DataplaneError> {
+    Err(DataplaneError::operation(
+        op,
+        OperationFailure::Refused(io::Error::from_raw_os_error(errno)),
+    ))
 }
+
+const ENOENT: i32 = 2;
+const EEXIST: i32 = 17;
 
 impl MemoryKernel {
     fn apply_one(&mut self, op: &Op) -> Result<(), DataplaneError> {
-        if self.fail_next.remove(&op.to_string()) {
-            return refuse(op, "injected failure");
+        if let Some(i) = self.fail_next.iter().position(|f| f == op) {
+            self.fail_next.remove(i);
+            return Err(DataplaneError::operation(
+                op,
+                OperationFailure::Refused(io::Error::other("injected failure")),
+            ));
         }
         let vs = &mut self.state.virtual_servers;
         let ok = match op {
@@ -66,7 +73,7 @@ impl MemoryKernel {
             Op::UnbindAddress(a) => self.state.addresses.remove(a),
             Op::Ipvs(Operation::NewService(s)) => {
                 if vs.contains_key(&s.key) {
-                    return refuse(op, "File exists");
+                    return refuse(op, EEXIST);
                 }
                 vs.insert(
                     s.key,
@@ -92,7 +99,7 @@ impl MemoryKernel {
                     );
                     true
                 }
-                Some(_) => return refuse(op, "File exists"),
+                Some(_) => return refuse(op, EEXIST),
                 None => false,
             },
             Op::Ipvs(Operation::SetDest(k, d)) => vs
@@ -106,7 +113,7 @@ impl MemoryKernel {
                 .is_some(),
         };
         if !ok {
-            return refuse(op, "No such file or directory");
+            return refuse(op, ENOENT);
         }
         self.writes.push(op.clone());
         Ok(())

@@ -2,6 +2,7 @@
 //! kernel implementation and an in-memory one for tests.
 
 use std::future::Future;
+use std::io;
 use std::net::IpAddr;
 
 use kube_ipvs_controller::{Observed, Op};
@@ -12,23 +13,71 @@ pub mod memory;
 
 pub use memory::MemoryDataplane;
 
-/// Why an operation or a dump failed, as far as the reconciler cares.
+/// What failed at the kernel seam, named after the operation; the netlink
+/// error (or the kernel's errno) is the source.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
-    /// Reading the IPVS table or the dummy interface's addresses failed.
-    #[error("dump failed: {0}")]
-    Dump(String),
-    /// Listing the node's addresses failed.
-    #[error("listing node addresses failed: {0}")]
-    NodeAddresses(String),
-    /// One write was refused.
-    #[error("{op}: {reason}")]
+    /// Dumping the IPVS table.
+    #[error("dumping the IPVS table")]
+    DumpIpvs(#[source] kube_ipvs_netlink::Error),
+    /// Dumping the destinations of one virtual server.
+    #[error("dumping the real servers of {0}")]
+    DumpDestinations(VirtualServerKey, #[source] kube_ipvs_netlink::Error),
+    /// Listing the dummy interface's addresses.
+    #[error("listing the addresses of the dummy interface")]
+    DumpAddresses(#[source] kube_ipvs_netlink::Error),
+    /// Listing the node's addresses.
+    #[error("listing the node's addresses")]
+    NodeAddresses(#[source] kube_ipvs_netlink::Error),
+    /// One write was not applied; the others of its batch were.
+    #[error("{op}")]
     Operation {
-        /// The operation, as it reads in a log.
-        op: String,
-        /// The kernel's reason.
-        reason: String,
+        /// The operation, which names the object (boxed: results of
+        /// successes stay small).
+        op: Box<Op>,
+        /// Why.
+        #[source]
+        source: OperationFailure,
     },
+}
+
+/// Why one operation was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationFailure {
+    /// The kernel answered the request with an errno.
+    #[error("refused by the kernel")]
+    Refused(#[source] io::Error),
+    /// The request failed in netlink (an address request).
+    #[error(transparent)]
+    Netlink(#[from] kube_ipvs_netlink::Error),
+    /// The whole batch failed in netlink (sending it, or reading its
+    /// acknowledgements); every operation of the batch carries the error.
+    #[error("the batch failed")]
+    Batch(#[source] std::sync::Arc<kube_ipvs_netlink::Error>),
+    /// The operation was not sent (its batch stopped before it).
+    #[error("not applied")]
+    NotApplied,
+}
+
+impl DataplaneError {
+    /// The failure of `op` for `source`.
+    pub fn operation(op: &Op, source: impl Into<OperationFailure>) -> Self {
+        DataplaneError::Operation {
+            op: Box::new(op.clone()),
+            source: source.into(),
+        }
+    }
+
+    /// The errno of a refused operation, when the kernel gave one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            DataplaneError::Operation {
+                source: OperationFailure::Refused(e),
+                ..
+            } => e.raw_os_error(),
+            _ => None,
+        }
+    }
 }
 
 /// The result of applying a list of operations: one result per operation, in

@@ -8,8 +8,10 @@
 //! - [`table`]: [`Firewall`] applies a ruleset (skipping unchanged ones)
 //!   and removes the table.
 //! - [`conntrack`]: [`Conntrack`] deletes stale UDP flows over netlink.
-//! - [`worker`]: runs both beside the reconcile loop, so neither holds up
-//!   IPVS programming.
+//! - [`filter`]: the seam, [`PacketFilter`], over both: the kernel's
+//!   ([`KernelPacketFilter`]) and an in-memory one for tests.
+//! - [`worker`]: runs a [`PacketFilter`] beside the reconcile loop, so
+//!   neither holds up IPVS programming; [`feed`] is what the loop hands it.
 //!
 //! One `inet kube-ipvs` table serves both families: one object to replace
 //! atomically and to delete on clean-up, one set of chains, and nat in the
@@ -27,6 +29,8 @@
 
 pub mod conntrack;
 mod error;
+pub mod feed;
+pub mod filter;
 pub mod render;
 pub mod ruleset;
 pub mod table;
@@ -34,6 +38,8 @@ pub mod worker;
 
 pub use conntrack::{Conntrack, Flow, FlowTuple, StaleUdpFlows};
 pub use error::FirewallError;
+pub use feed::FirewallFeed;
+pub use filter::{KernelPacketFilter, MemoryFilterState, MemoryPacketFilter, PacketFilter};
 pub use ruleset::{
     AllowedSource, FamilySets, FirewallConfig, Hairpin, MasqueradeScope, Ruleset, ServicePort,
     DEFAULT_MASQUERADE_MARK,

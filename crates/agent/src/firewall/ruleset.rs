@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use kube_ipvs_controller::{DesiredState, DesiredVirtualServer, VirtualServerKind};
+use kube_ipvs_controller::{DesiredState, DesiredVirtualServer, Intent, VirtualServerKind};
 use kube_ipvs_netlink::{AddressFamily, ForwardMethod, Protocol, VirtualServerKey};
 
 /// The mark kube-proxy uses for "masquerade this connection" (`KUBE-MARK-MASQ`).
@@ -138,6 +138,17 @@ impl Ruleset {
         Self::from_parts(
             desired.addresses(),
             virtual_servers.iter().map(|(k, (_, vs))| (*k, *vs)),
+            config,
+        )
+    }
+
+    /// The ruleset for the reconciler's indexed desired state under `config`.
+    pub fn from_intent(intent: &Intent, config: &FirewallConfig) -> Self {
+        Self::from_parts(
+            intent.addresses().copied(),
+            intent
+                .keys()
+                .filter_map(|k| intent.virtual_server(k).map(|(_, vs)| (*k, vs))),
             config,
         )
     }

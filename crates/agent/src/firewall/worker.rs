@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use super::{Conntrack, Firewall, FirewallError, Ruleset, StaleUdpFlows};
+use super::{FirewallError, PacketFilter, Ruleset, StaleUdpFlows};
+use crate::error::Chain;
 use crate::metrics::Metrics;
 
 /// The loop's handle on the worker.
@@ -42,18 +43,39 @@ impl FirewallHandle {
     }
 }
 
+/// The one place a failure of the packet filter is logged and counted.
 fn log_error(what: &str, e: &FirewallError, metrics: &Metrics) {
     metrics.sync_errors.inc();
-    tracing::warn!(error = %crate::dataplane::kernel::error_chain(e), "{what} failed; retried on the next change or resync");
+    tracing::warn!(error = %Chain(e), "{what} failed; retried on the next change or resync");
 }
 
-/// Starts the worker on the tokio runtime; it stops when the handle is dropped.
-pub fn spawn(metrics: Metrics) -> FirewallHandle {
+/// Runs `f` on `filter` on a blocking thread and gives the filter back;
+/// `None` when the task died (the filter is lost with it).
+async fn blocking<F: PacketFilter, T: Send + 'static>(
+    mut filter: F,
+    f: impl FnOnce(&mut F) -> T + Send + 'static,
+) -> Option<(F, T)> {
+    match tokio::task::spawn_blocking(move || {
+        let out = f(&mut filter);
+        (filter, out)
+    })
+    .await
+    {
+        Ok(done) => Some(done),
+        Err(e) => {
+            tracing::error!(error = %Chain(&e), "the packet filter task failed");
+            None
+        }
+    }
+}
+
+/// Starts the worker over `filter` on the tokio runtime; it stops when the
+/// handle is dropped.
+pub fn spawn<F: PacketFilter + Default>(filter: F, metrics: Metrics) -> FirewallHandle {
     let (rulesets, mut rulesets_rx) = watch::channel::<Option<Arc<Ruleset>>>(None);
     let (stale, mut stale_rx) = mpsc::unbounded_channel::<Vec<StaleUdpFlows>>();
     tokio::spawn(async move {
-        let mut firewall = Some(Firewall::new());
-        let mut conntrack: Option<Conntrack> = None;
+        let mut filter = Some(filter);
         loop {
             tokio::select! {
                 changed = rulesets_rx.changed() => {
@@ -61,21 +83,11 @@ pub fn spawn(metrics: Metrics) -> FirewallHandle {
                         break;
                     }
                     let Some(ruleset) = rulesets_rx.borrow_and_update().clone() else { continue };
-                    let mut fw = firewall.take().unwrap_or_default();
-                    let (fw, result) = match tokio::task::spawn_blocking(move || {
-                        let result = fw.sync(&ruleset);
-                        (fw, result)
-                    })
-                    .await
-                    {
-                        Ok(done) => done,
-                        Err(e) => {
-                            tracing::error!(error = %e, "the nftables sync task failed");
-                            firewall = Some(Firewall::new());
-                            continue;
-                        }
+                    let current = filter.take().unwrap_or_default();
+                    let Some((current, result)) = blocking(current, move |f| f.apply(&ruleset)).await else {
+                        continue;
                     };
-                    firewall = Some(fw);
+                    filter = Some(current);
                     match result {
                         Ok(report) if report.applied => tracing::info!(
                             elements = report.elements,
@@ -91,28 +103,14 @@ pub fn spawn(metrics: Metrics) -> FirewallHandle {
                     while let Ok(more) = stale_rx.try_recv() {
                         batch.extend(more);
                     }
-                    let mut ct = match conntrack.take() {
-                        Some(ct) => ct,
-                        None => match Conntrack::open() {
-                            Ok(ct) => ct,
-                            Err(e) => {
-                                log_error("opening conntrack", &e, &metrics);
-                                continue;
-                            }
-                        },
+                    let current = filter.take().unwrap_or_default();
+                    let Some((current, result)) = blocking(current, move |f| f.forget_udp_flows(&batch)).await else {
+                        continue;
                     };
-                    let done = tokio::task::spawn_blocking(move || {
-                        let result = ct.delete_stale(&batch);
-                        (ct, result)
-                    })
-                    .await;
-                    match done {
-                        Ok((ct, Ok(deleted))) => {
-                            conntrack = Some(ct);
-                            tracing::debug!(deleted, "stale UDP conntrack entries deleted");
-                        }
-                        Ok((_, Err(e))) => log_error("deleting stale UDP conntrack entries", &e, &metrics),
-                        Err(e) => tracing::error!(error = %e, "the conntrack task failed"),
+                    filter = Some(current);
+                    match result {
+                        Ok(deleted) => tracing::debug!(deleted, "stale UDP conntrack entries deleted"),
+                        Err(e) => log_error("deleting stale UDP conntrack entries", &e, &metrics),
                     }
                 }
             }

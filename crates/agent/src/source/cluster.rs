@@ -43,7 +43,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
 /// Watches Services and EndpointSlices cluster-wide (with
 /// [`PROXY_LABEL_SELECTOR`]) and the Node named `node_name`, with bookmarks.
 ///
-/// Errors never end the stream: each is logged and reported as
+/// Errors never end the stream: each is reported as
 /// [`SourceEvent::WatchError`], and the watch is retried with backoff; after
 /// a failed resume (410 Gone, or an API down for long) it relists, which
 /// shows as a fresh `Init`..`InitDone`.
@@ -89,14 +89,12 @@ where
         .modify(K::trim)
         .map(move |result| match result {
             Ok(event) => wrap(event),
-            Err(error) => {
-                let kind = error_kind(&error);
-                tracing::warn!(resource = K::KIND, kind, %error, "watch failed; retrying");
-                SourceEvent::WatchError {
-                    resource: K::KIND,
-                    kind,
-                }
-            }
+            // Reported in the stream; its consumer logs it once.
+            Err(error) => SourceEvent::WatchError {
+                resource: K::KIND,
+                kind: error_kind(&error),
+                error: std::sync::Arc::new(error),
+            },
         })
         .boxed()
 }

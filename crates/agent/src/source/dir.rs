@@ -25,8 +25,9 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::manifest::{self, FileError, FileRead, Indexes, Manifest};
+use super::manifest::{self, FileError, FileRead, FileSkipReason, Indexes, Manifest};
 use super::SourceEvent;
+use crate::error::Chain;
 
 /// A batch ends when no file event came for this long...
 const QUIET: Duration = Duration::from_millis(5);
@@ -161,12 +162,12 @@ impl DirWatch {
         let paths = match manifest::manifest_paths(&self.dir) {
             Ok(paths) => paths,
             Err(error) => {
-                tracing::warn!(dir = %self.dir.display(), error = %super::chain(&error), "cannot read the manifest directory; retrying");
-                let message = super::chain(&error);
+                // Reported as a skipped file, and logged where that is handled.
+                let message = Chain(&error).to_string();
                 self.skipped(FileError {
                     path: self.dir.clone(),
                     document: None,
-                    reason: "read",
+                    reason: FileSkipReason::Read,
                     message,
                 });
                 return;
@@ -254,7 +255,7 @@ impl DirWatch {
                     );
                 }
                 Err(error) => {
-                    tracing::warn!(dir = %self.dir.display(), error = %super::chain(&error), "cannot rescan the manifest directory")
+                    tracing::warn!(dir = %self.dir.display(), error = %Chain(&error), "cannot rescan the manifest directory")
                 }
             }
         }
@@ -288,8 +289,8 @@ impl DirWatch {
         self.pending.extend(events);
     }
 
+    /// Reports a file not used; the consumer of the stream logs it.
     fn skipped(&mut self, error: FileError) {
-        tracing::warn!(file = %error.path.display(), document = error.document, reason = error.reason, message = %error.message, "skipping manifest");
         self.pending.push_back(SourceEvent::FileSkipped(error));
     }
 }

@@ -28,10 +28,38 @@ pub struct FileError {
     pub path: PathBuf,
     /// The document at fault (0-based), when the others of the file loaded.
     pub document: Option<usize>,
-    /// Why, as a metric label: `"read"`, `"parse"` or `"invalid"`.
-    pub reason: &'static str,
+    /// Why.
+    pub reason: FileSkipReason,
     /// The detail, for logs.
     pub message: String,
+}
+
+/// Why a file, or a document of it, was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileSkipReason {
+    /// The file (or the directory) could not be read.
+    Read,
+    /// The text is not YAML or JSON, or a document is not a valid object of its kind.
+    Parse,
+    /// A document lacks what every object needs (`metadata.name`, a list's `items`).
+    Invalid,
+}
+
+impl FileSkipReason {
+    /// The reason as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileSkipReason::Read => "read",
+            FileSkipReason::Parse => "parse",
+            FileSkipReason::Invalid => "invalid",
+        }
+    }
+}
+
+impl fmt::Display for FileSkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl fmt::Display for FileError {
@@ -108,7 +136,7 @@ pub(crate) fn read(path: &Path) -> FileRead {
         Err(e) => FileRead::Failed(FileError {
             path: path.to_owned(),
             document: None,
-            reason: "read",
+            reason: FileSkipReason::Read,
             message: e.to_string(),
         }),
     }
@@ -121,7 +149,7 @@ pub fn parse(path: &Path, text: &str) -> Result<(Manifest, Vec<FileError>), File
     let failed = |message: String| FileError {
         path: path.to_owned(),
         document: None,
-        reason: "parse",
+        reason: FileSkipReason::Parse,
         message,
     };
     let documents: Vec<Value> = if path.extension().is_some_and(|e| e == "json") {
@@ -149,7 +177,7 @@ pub fn parse(path: &Path, text: &str) -> Result<(Manifest, Vec<FileError>), File
     Ok((manifest, errors))
 }
 
-type DocumentError = (&'static str, String);
+type DocumentError = (FileSkipReason, String);
 
 impl Manifest {
     fn add(&mut self, mut document: Value) -> Result<(), DocumentError> {
@@ -184,7 +212,7 @@ impl Manifest {
             (_, list) if list.ends_with("List") => {
                 let item_kind = list.strip_suffix("List").filter(|k| !k.is_empty());
                 let Some(Value::Array(items)) = document.get_mut("items").map(Value::take) else {
-                    return Err(("invalid", format!("{kind} without items")));
+                    return Err((FileSkipReason::Invalid, format!("{kind} without items")));
                 };
                 for mut item in items {
                     // Items of a typed list may leave their kind implied.
@@ -212,13 +240,16 @@ fn object<K: k8s_openapi::Resource + DeserializeOwned + Trim>(
     let meta = document
         .get_mut("metadata")
         .and_then(Value::as_object_mut)
-        .ok_or(("invalid", format!("{kind} without metadata")))?;
+        .ok_or((FileSkipReason::Invalid, format!("{kind} without metadata")))?;
     if meta
         .get("name")
         .and_then(Value::as_str)
         .is_none_or(str::is_empty)
     {
-        return Err(("invalid", format!("{kind} without metadata.name")));
+        return Err((
+            FileSkipReason::Invalid,
+            format!("{kind} without metadata.name"),
+        ));
     }
     if kind != "Node"
         && meta
@@ -236,8 +267,8 @@ fn object<K: k8s_openapi::Resource + DeserializeOwned + Trim>(
         tracing::debug!(kind, name = ?meta.get("name"), label, "not this proxy's object");
         return Ok(None);
     }
-    let mut object: K =
-        serde_json::from_value(document).map_err(|e| ("parse", format!("{kind}: {e}")))?;
+    let mut object: K = serde_json::from_value(document)
+        .map_err(|e| (FileSkipReason::Parse, format!("{kind}: {e}")))?;
     object.trim();
     Ok(Some(object))
 }
@@ -261,7 +292,8 @@ pub struct DirContents {
 }
 
 /// Reads every manifest of a directory once. Bad files are in
-/// [`DirContents::errors`] (and logged); only an unreadable directory fails.
+/// [`DirContents::errors`], for the caller to report; only an unreadable
+/// directory fails.
 pub fn load_dir(dir: &Path) -> Result<DirContents, Error> {
     let mut indexes = Indexes::default();
     let mut errors = Vec::new();
@@ -274,9 +306,6 @@ pub fn load_dir(dir: &Path) -> Result<DirContents, Error> {
                 indexes.replace(&path, manifest);
             }
         }
-    }
-    for error in &errors {
-        tracing::warn!(%error, "skipping manifest");
     }
     Ok(DirContents {
         services: indexes.services.objects().cloned().collect(),

@@ -23,7 +23,7 @@ use kube::runtime::watcher::Event;
 
 pub use cluster::{client, kube_source, PROXY_LABEL_SELECTOR};
 pub use dir::dir_source;
-pub use manifest::{load_dir, DirContents, FileError};
+pub use manifest::{load_dir, DirContents, FileError, FileSkipReason};
 
 /// One event from a source.
 #[derive(Debug, Clone)]
@@ -47,12 +47,35 @@ pub enum SourceEvent {
         resource: &'static str,
         /// What failed, as a metric label ([`cluster::error_kind`]).
         kind: &'static str,
+        /// The error, for the one log line the consumer writes.
+        error: std::sync::Arc<kube::runtime::watcher::Error>,
     },
     /// A file, or one document of it, was not used; everything else loads.
     FileSkipped(FileError),
 }
 
 impl SourceEvent {
+    /// Logs a source's own failure (a failed list or watch, a file not
+    /// used), the one place it is logged, and gives its metric labels:
+    /// `None` for events that carry objects.
+    pub fn log_failure(&self) -> Option<Failure> {
+        match self {
+            SourceEvent::WatchError {
+                resource,
+                kind,
+                error,
+            } => {
+                tracing::warn!(resource, kind, error = %crate::error::Chain(&**error), "watch failed; the source retries");
+                Some(Failure::Watch { resource, kind })
+            }
+            SourceEvent::FileSkipped(error) => {
+                tracing::warn!(file = %error.path.display(), document = error.document, reason = error.reason.as_str(), message = %error.message, "skipping manifest");
+                Some(Failure::File(error.reason))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether this event ends the initial (or a re-)listing of its kind.
     pub fn is_init_done(&self) -> bool {
         matches!(
@@ -62,6 +85,20 @@ impl SourceEvent {
                 | SourceEvent::Node(Event::InitDone)
         )
     }
+}
+
+/// A source's own failure, as metric labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A list or watch of `resource` failed with `kind`.
+    Watch {
+        /// The resource.
+        resource: &'static str,
+        /// The kind of error ([`cluster::error_kind`]).
+        kind: &'static str,
+    },
+    /// A file, or a document of it, was not used.
+    File(FileSkipReason),
 }
 
 /// What can go wrong setting a source up. Failures once a source runs are
@@ -94,16 +131,4 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// An error and its sources, `: `-separated, for one log field.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

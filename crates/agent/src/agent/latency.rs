@@ -1,0 +1,50 @@
+//! Network programming latency: from the change in the cluster that
+//! produced an EndpointSlice (its `last-change-trigger-time` annotation) to
+//! the sync that programmed it.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::ResourceExt;
+use kube_ipvs_controller::ServiceRef;
+use prometheus::Histogram;
+
+/// The annotation the EndpointSlice controller sets to when the change that
+/// produced the slice happened; network programming latency runs from it.
+const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+
+/// The earliest change-trigger time per Service not yet programmed.
+#[derive(Debug, Default)]
+pub(crate) struct Triggers(BTreeMap<ServiceRef, SystemTime>);
+
+impl Triggers {
+    /// Remembers when the change behind a slice happened.
+    pub(crate) fn note(&mut self, slice: &EndpointSlice) {
+        let Some(at) = slice.annotations().get(TRIGGER_TIME) else {
+            return;
+        };
+        let Ok(at) = at.parse::<jiff::Timestamp>() else {
+            return;
+        };
+        let Some(service) = slice.labels().get("kubernetes.io/service-name") else {
+            return;
+        };
+        let at = SystemTime::from(at);
+        let key = ServiceRef::new(slice.namespace().unwrap_or_default(), service.clone());
+        self.0
+            .entry(key)
+            .and_modify(|t| *t = (*t).min(at))
+            .or_insert(at);
+    }
+
+    /// Observes the latency of every noted change, now programmed.
+    pub(crate) fn programmed(&mut self, histogram: &Histogram) {
+        let wall = SystemTime::now();
+        for (_, at) in std::mem::take(&mut self.0) {
+            if let Ok(latency) = wall.duration_since(at) {
+                histogram.observe(latency.as_secs_f64());
+            }
+        }
+    }
+}

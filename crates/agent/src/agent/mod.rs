@@ -1,0 +1,325 @@
+//! The agent's loop: source events in, syncs out.
+//!
+//! Events go to the [`SnapshotWriter`] and mark the Services they affect.
+//! The first sync waits until every source has delivered its initial state;
+//! after it, marked Services are synced incrementally (batched by
+//! `--ipvs-min-sync-period`), everything is dumped and repaired every
+//! `--ipvs-sync-period`, and a failed sync is retried with backoff.
+//!
+//! - `schedule`: when each kind of sync is due ([`Timing`]).
+//! - `latency`: network programming latency, from slices' trigger times.
+//! - `skips`: what the mapping left out, logged and counted once.
+
+mod latency;
+mod schedule;
+mod skips;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use kube::runtime::watcher::Event;
+use kube_ipvs_controller::{desired, desired_service_checked, Changed, Config, Skipped, Snapshot};
+use tokio::time::{sleep_until, Instant};
+
+pub use schedule::Timing;
+
+use crate::dataplane::{Dataplane, DataplaneError};
+use crate::error::Chain;
+use crate::firewall::FirewallFeed;
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::output;
+use crate::reconcile::{Reconciler, SyncKind, SyncReport};
+use crate::snapshot::{NodeAddresses, SnapshotWriter};
+use crate::source::{Failure, SourceEvent};
+use latency::Triggers;
+use schedule::Schedule;
+use skips::SkipLog;
+
+/// Where the HTTP server asks the loop for the JSON of the desired virtual
+/// servers (`/debug/virtual-servers`).
+pub type DebugRequests = tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<String>>;
+
+/// Every sync's kind and report, as it completes.
+pub type SyncEvents = tokio::sync::watch::Receiver<Option<(SyncKind, SyncReport)>>;
+
+/// The agent: the snapshot of the sources, the mapping's configuration and
+/// the reconciler, and what runs them.
+pub struct Agent<D> {
+    writer: SnapshotWriter,
+    reconciler: Reconciler<D>,
+    config: Config,
+    schedule: Schedule,
+    pending: Changed,
+    triggers: Triggers,
+    skips: SkipLog,
+    firewall: Option<FirewallFeed>,
+    metrics: Metrics,
+    health: Health,
+    syncs: tokio::sync::watch::Sender<Option<(SyncKind, SyncReport)>>,
+    debug_requests: Option<tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<String>>>,
+}
+
+impl<D: Dataplane> Agent<D> {
+    /// An agent that has seen nothing yet.
+    pub fn new(
+        reconciler: Reconciler<D>,
+        config: Config,
+        timing: Timing,
+        metrics: Metrics,
+        health: Health,
+    ) -> Self {
+        Agent {
+            writer: SnapshotWriter::new(config.node_name.clone(), NodeAddresses::Kernel),
+            reconciler,
+            config,
+            schedule: Schedule::new(timing),
+            pending: Changed::default(),
+            triggers: Triggers::default(),
+            skips: SkipLog::default(),
+            firewall: None,
+            metrics,
+            health,
+            syncs: tokio::sync::watch::Sender::new(None),
+            debug_requests: None,
+        }
+    }
+
+    /// Keeps the node's packet filter in step with the virtual servers.
+    pub fn set_firewall(&mut self, feed: FirewallFeed) {
+        self.firewall = Some(feed);
+    }
+
+    /// A handle to ask the loop for the JSON of the desired virtual servers;
+    /// the loop builds it when asked, so a sync never pays for it.
+    pub fn debug_view(&mut self) -> DebugRequests {
+        let (requests, receiver) = tokio::sync::mpsc::channel(4);
+        self.debug_requests = Some(receiver);
+        requests
+    }
+
+    /// Every sync's kind and report, as it completes: what tests and tools
+    /// await instead of polling.
+    pub fn subscribe(&self) -> SyncEvents {
+        self.syncs.subscribe()
+    }
+
+    /// The reconciler.
+    pub fn reconciler(&self) -> &Reconciler<D> {
+        &self.reconciler
+    }
+
+    /// The snapshot of the sources.
+    pub fn snapshot(&self) -> &Snapshot {
+        self.writer.snapshot()
+    }
+
+    /// Whether every source has delivered its initial state.
+    pub fn initialized(&self) -> bool {
+        self.writer.initialized()
+    }
+
+    /// Applies one source event: to the snapshot, or, for a source's own
+    /// failure, to the log and metrics (the one place it is logged).
+    pub fn handle(&mut self, event: SourceEvent) {
+        match &event {
+            SourceEvent::Services(_) => self.metrics.service_changes.inc(),
+            SourceEvent::EndpointSlices(e) => {
+                self.metrics.endpoint_changes.inc();
+                if let Event::Apply(s) | Event::InitApply(s) = e {
+                    self.triggers.note(s);
+                }
+            }
+            _ => match event.log_failure() {
+                Some(Failure::Watch { resource, kind }) => self
+                    .metrics
+                    .source_errors
+                    .with_label_values(&[resource, kind])
+                    .inc(),
+                Some(Failure::File(reason)) => self
+                    .metrics
+                    .skipped
+                    .with_label_values(&["File", reason.as_str()])
+                    .inc(),
+                None => {}
+            },
+        }
+        let changed = self.writer.apply(event);
+        if !changed.is_empty() {
+            self.metrics.last_queued.set(unix_now());
+        }
+        self.pending.merge(changed);
+    }
+
+    /// Runs until `shutdown` completes or the events end, leaving the
+    /// kernel's rules in place.
+    pub async fn run(
+        mut self,
+        events: impl Stream<Item = SourceEvent>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut events = std::pin::pin!(events);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let change_sync_at = self
+                .schedule
+                .change_sync_at(self.initialized(), !self.pending.is_empty());
+            let resync_at = self.schedule.resync_at();
+            let drain_at = self
+                .schedule
+                .drain_check_at(!self.reconciler.draining().is_empty());
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                event = events.next() => match event {
+                    Some(event) => self.handle(event),
+                    None => break,
+                },
+                () = sleep_until_opt(change_sync_at), if change_sync_at.is_some() => {
+                    self.sync_pending().await;
+                }
+                () = sleep_until_opt(resync_at), if resync_at.is_some() => {
+                    self.schedule.resync_started();
+                    match self.full_sync().await {
+                        Ok(report) => self.schedule.outcome(report.ok()),
+                        Err(_) => self.schedule.failed(),
+                    }
+                }
+                Some(reply) = next_request(&mut self.debug_requests) => {
+                    let doc = output::from_intent(self.reconciler.intent());
+                    // The requester may have gone; then nobody needs the answer.
+                    let _ = reply.send(serde_json::to_string(&doc).unwrap_or_default());
+                }
+                () = sleep_until_opt(drain_at), if drain_at.is_some() => {
+                    match self.reconciler.check_draining().await {
+                        Ok(report) => self.finish(SyncKind::Drain, &report),
+                        Err(e) => tracing::warn!(error = %Chain(&e), "checking draining real servers failed"),
+                    }
+                }
+            }
+            self.schedule.ensure_retry();
+        }
+        tracing::info!("stopping; the kernel's rules stay in place");
+    }
+
+    /// The first sync, or a periodic one: dump, map everything, repair.
+    pub async fn full_sync(&mut self) -> Result<SyncReport, DataplaneError> {
+        self.refresh_node_addresses().await;
+        self.pending = Changed::default();
+        let desired = desired(self.writer.snapshot(), &self.config);
+        self.skips.record(
+            self.writer.snapshot().skipped().chain(&desired.skipped),
+            &self.metrics,
+        );
+        self.skips.set_last_full(desired.skipped.clone());
+        let result = self.reconciler.full_sync(desired).await;
+        match &result {
+            Ok(report) => self.finish(SyncKind::Full, report),
+            Err(e) => tracing::warn!(error = %Chain(e), "full sync failed; retrying"),
+        }
+        self.schedule.full_sync_done(result.is_ok());
+        result
+    }
+
+    async fn refresh_node_addresses(&mut self) {
+        match self.reconciler.read_node_addresses().await {
+            Ok(addresses) => {
+                self.reconciler
+                    .set_node_addresses(addresses.iter().copied());
+                let changed = self.writer.snapshot_mut().set_node_addresses(addresses);
+                self.pending.merge(changed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), "listing the node's addresses failed; keeping the last ones")
+            }
+        }
+    }
+
+    /// Syncs the Services marked by events since the last sync.
+    pub async fn sync_pending(&mut self) -> SyncReport {
+        if !self.schedule.synced_once() || self.pending.all {
+            return match self.full_sync().await {
+                Ok(report) => report,
+                Err(e) => {
+                    self.schedule.failed();
+                    SyncReport {
+                        failures: vec![Arc::new(e)],
+                        ..Default::default()
+                    }
+                }
+            };
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut skips = Vec::new();
+        let snapshot = self.writer.snapshot();
+        let changes: Vec<_> = pending
+            .services
+            .into_iter()
+            .map(|service| {
+                let state = desired_service_checked(snapshot, &self.config, &service, &mut skips);
+                (service, state)
+            })
+            .collect();
+        self.skips.record(
+            self.writer.snapshot().skipped().chain(&skips),
+            &self.metrics,
+        );
+        let report = self.reconciler.sync_services(changes).await;
+        if !report.ok() {
+            self.schedule.failed();
+        }
+        self.finish(SyncKind::Incremental, &report);
+        report
+    }
+
+    /// What the last full sync's mapping left out.
+    pub fn last_skipped(&self) -> &[Skipped] {
+        self.skips.last_full()
+    }
+
+    fn finish(&mut self, kind: SyncKind, report: &SyncReport) {
+        self.schedule.finished();
+        if report.ok() {
+            self.health.synced();
+            self.metrics.last_sync.set(unix_now());
+            // A drain check does not program pending changes: their latency is
+            // measured when a full or incremental sync does.
+            if kind.programs_changes() {
+                self.triggers.programmed(&self.metrics.network_programming);
+            }
+        }
+        tracing::info!(
+            sync = kind.as_str(),
+            writes = report.writes,
+            failed = report.failures.len(),
+            sendmsg = report.sendmsg_calls,
+            duration_ms = report.duration.as_secs_f64() * 1000.0,
+            "synced"
+        );
+        if let Some(feed) = &self.firewall {
+            feed.after_sync(kind, report, self.reconciler.intent());
+        }
+        self.syncs.send_replace(Some((kind, report.clone())));
+    }
+}
+
+async fn next_request<T>(receiver: &mut Option<tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
+    match receiver {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,77 @@
+//! The subcommands, one module each; `main.rs` parses the flags and calls
+//! one of them.
+//!
+//! - [`run`]: the agent (and `run --once`).
+//! - [`plan`]: the desired state from the sources, without root.
+//! - [`dump`]: the kernel's virtual servers, named.
+//! - [`cleanup`]: removes what the agent owns.
+
+pub mod cleanup;
+pub mod dump;
+pub mod plan;
+pub mod run;
+
+use std::io::Write as _;
+
+use anyhow::{bail, Context as _, Result};
+use futures::stream::BoxStream;
+use futures::StreamExt as _;
+
+use crate::cli::{Output, SourceArgs};
+use crate::output::{self, Document};
+use crate::source::{self, SourceEvent};
+
+/// The name of this node: `--hostname-override`, else the host name.
+pub fn node_name(source: &SourceArgs) -> Result<String> {
+    if let Some(name) = &source.hostname_override {
+        return Ok(name.trim().to_lowercase());
+    }
+    let name =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name")?;
+    Ok(name.trim().to_lowercase())
+}
+
+/// The events of the configured source: a watched directory or the API.
+pub async fn events(source: &SourceArgs, node: &str) -> Result<BoxStream<'static, SourceEvent>> {
+    Ok(match &source.from_dir {
+        Some(dir) => source::dir_source(dir.clone()).boxed(),
+        None => {
+            let client = source::client(source.kubeconfig.as_deref())
+                .await
+                .context("connecting to the Kubernetes API")?;
+            source::kube_source(client, node).boxed()
+        }
+    })
+}
+
+/// What reads a source's events until its initial state is whole.
+pub trait Initializing {
+    /// Whether every kind has delivered its initial state.
+    fn initialized(&self) -> bool;
+    /// Takes one event.
+    fn handle(&mut self, event: SourceEvent);
+}
+
+/// Feeds `target` the source's events until its initial state is whole.
+pub async fn until_initialized(
+    stream: &mut BoxStream<'static, SourceEvent>,
+    target: &mut impl Initializing,
+) -> Result<()> {
+    while !target.initialized() {
+        match stream.next().await {
+            Some(event) => target.handle(event),
+            None => bail!("the source ended before delivering its initial state"),
+        }
+    }
+    Ok(())
+}
+
+/// Prints a document as a table or JSON.
+pub fn print_document(doc: &Document, format: Output) -> Result<()> {
+    let text = match format {
+        Output::Table => output::table(doc),
+        Output::Json => serde_json::to_string_pretty(doc)? + "\n",
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}

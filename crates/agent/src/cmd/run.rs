@@ -1,0 +1,211 @@
+//! `kube-ipvs run`: the agent, and `run --once`, which syncs once, prints a
+//! JSON summary and exits.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use kube_ipvs_controller::{Config, PlanConfig};
+use prometheus::Registry;
+use serde::Serialize;
+
+use super::{events, node_name, until_initialized, Initializing};
+use crate::agent::{Agent, Timing};
+use crate::cli::RunArgs;
+use crate::dataplane::kernel::{self, KernelDataplane};
+use crate::dataplane::Dataplane;
+use crate::error::Chain;
+use crate::firewall::{
+    self, FirewallConfig, FirewallFeed, KernelPacketFilter, PacketFilter as _, Ruleset,
+};
+use crate::health::Health;
+use crate::http::{serve_health, serve_metrics, MetricsState};
+use crate::metrics::Metrics;
+use crate::reconcile::Reconciler;
+use crate::source::SourceEvent;
+
+impl<D: Dataplane> Initializing for Agent<D> {
+    fn initialized(&self) -> bool {
+        Agent::initialized(self)
+    }
+
+    fn handle(&mut self, event: SourceEvent) {
+        Agent::handle(self, event);
+    }
+}
+
+/// Runs the agent until SIGTERM or SIGINT; with `--once`, syncs once.
+pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let node = node_name(&args.source)?;
+    let config = Config {
+        node_name: node.clone(),
+        ..Config::from(&args.mapping)
+    };
+    let registry = Registry::new();
+    let metrics = Metrics::register(&registry).context("registering metrics")?;
+    let health = Health::new(args.ipvs_sync_period * 2);
+
+    let dataplane = kernel::setup(&kernel::Setup::from(&args)).context("setting up the kernel")?;
+    let reconciler = Reconciler::new(dataplane, PlanConfig::from(&args), metrics.clone());
+    let mut agent = Agent::new(
+        reconciler,
+        config,
+        Timing::from(&args),
+        metrics.clone(),
+        health.clone(),
+    );
+    let stream = events(&args.source, &node).await?;
+    let firewall_config = FirewallConfig::from(&args);
+
+    if args.once {
+        return once(agent, stream, &args, &firewall_config, started).await;
+    }
+    if !args.no_firewall {
+        agent.set_firewall(FirewallFeed::new(
+            firewall::worker::spawn(KernelPacketFilter::new(), metrics.clone()),
+            firewall_config,
+        ));
+    }
+    if let Some(addr) = args.metrics_bind_address.0 {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let state = MetricsState {
+            registry: registry.clone(),
+            virtual_servers: agent.debug_view(),
+        };
+        tokio::spawn(serve_metrics(listener, state));
+    }
+    if let Some(addr) = args.healthz_bind_address.0 {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        tokio::spawn(serve_health(listener, health.clone()));
+    }
+    tracing::info!(node = %node, "kube-ipvs started");
+    agent.run(stream, shutdown_signal()).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `run --once` prints.
+#[derive(Serialize)]
+struct OnceReport {
+    virtual_servers: usize,
+    real_servers: usize,
+    addresses: usize,
+    writes: usize,
+    operations: BTreeMap<&'static str, usize>,
+    failures: Vec<String>,
+    skipped: Vec<SkippedView>,
+    duration_ms: f64,
+}
+
+#[derive(Serialize)]
+struct SkippedView {
+    kind: String,
+    object: String,
+    reason: String,
+}
+
+/// `run --once`'s reader: files the source skipped go into the report.
+struct OnceReader {
+    agent: Agent<KernelDataplane>,
+    skipped: Vec<SkippedView>,
+}
+
+impl Initializing for OnceReader {
+    fn initialized(&self) -> bool {
+        self.agent.initialized()
+    }
+
+    fn handle(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::FileSkipped(e) => self.skipped.push(SkippedView {
+                kind: "File".into(),
+                object: e.path.display().to_string(),
+                reason: e.to_string(),
+            }),
+            event => self.agent.handle(event),
+        }
+    }
+}
+
+/// Syncs once, replaces the nftables table, prints a summary.
+async fn once(
+    agent: Agent<KernelDataplane>,
+    mut stream: futures::stream::BoxStream<'static, SourceEvent>,
+    args: &RunArgs,
+    firewall_config: &FirewallConfig,
+    started: Instant,
+) -> Result<ExitCode> {
+    let mut reader = OnceReader {
+        agent,
+        skipped: Vec::new(),
+    };
+    until_initialized(&mut stream, &mut reader).await?;
+    let OnceReader {
+        mut agent,
+        mut skipped,
+    } = reader;
+    let report = agent.full_sync().await.context("syncing")?;
+    let mut failures: Vec<String> = report
+        .failures
+        .iter()
+        .map(|e| Chain(&**e).to_string())
+        .collect();
+    let intent = agent.reconciler().intent();
+    if !args.no_firewall {
+        // One shot: the table is replaced before the summary, not beside the loop.
+        let ruleset = Ruleset::from_intent(intent, firewall_config);
+        if let Err(e) = tokio::task::block_in_place(|| KernelPacketFilter::new().apply(&ruleset)) {
+            failures.push(Chain(&e).to_string());
+        }
+    }
+    let (virtual_servers, real_servers) = intent.counts();
+    skipped.extend(
+        agent
+            .snapshot()
+            .skipped()
+            .chain(agent.last_skipped())
+            .map(|s| SkippedView {
+                kind: s.kind.as_str().to_owned(),
+                object: s.object.clone(),
+                reason: s.reason.to_string(),
+            }),
+    );
+    let ok = failures.is_empty();
+    let out = OnceReport {
+        virtual_servers,
+        real_servers,
+        addresses: intent.addresses().count(),
+        writes: report.writes,
+        operations: report.operations.clone(),
+        failures,
+        skipped,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    };
+    println!("{}", serde_json::to_string(&out)?);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
