@@ -12,6 +12,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 use kube_ipvs::agent::{Agent, Timing};
 use kube_ipvs::dataplane::MemoryDataplane;
+use kube_ipvs::firewall::{
+    worker, FirewallConfig, FirewallFeed, MemoryPacketFilter, StaleUdpFlows,
+};
 use kube_ipvs::health::Health;
 use kube_ipvs::metrics::Metrics;
 use kube_ipvs::reconcile::{Reconciler, SyncKind, SyncReport};
@@ -59,17 +62,29 @@ struct Harness {
 
 impl Harness {
     fn start(timing: Timing) -> Self {
+        Self::start_with(timing, None)
+    }
+
+    /// An agent whose packet filter is `filter`, run by the worker as the
+    /// kernel's is.
+    fn start_with(timing: Timing, filter: Option<MemoryPacketFilter>) -> Self {
         let dataplane = MemoryDataplane::new();
         let metrics = Metrics::unregistered();
         let metrics_handle = metrics.clone();
         let reconciler = Reconciler::new(dataplane.clone(), PlanConfig::default(), metrics.clone());
-        let agent = Agent::new(
+        let mut agent = Agent::new(
             reconciler,
             Config::new("node-1"),
             timing,
             metrics,
             Health::new(Duration::from_secs(60)),
         );
+        if let Some(filter) = filter {
+            agent.set_firewall(FirewallFeed::new(
+                worker::spawn(filter, metrics_handle.clone()),
+                FirewallConfig::default(),
+            ));
+        }
         let syncs = agent.subscribe();
         let (events, rx) = mpsc::unbounded();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -447,4 +462,64 @@ async fn network_programming_latency_runs_from_the_trigger_time() {
     assert_eq!(h.metrics.network_programming.get_sample_count(), 1);
     let seconds = h.metrics.network_programming.get_sample_sum();
     assert!((3.0..10.0).contains(&seconds), "{seconds}");
+}
+
+/// The packet filter follows the syncs: the first full sync hands it a
+/// ruleset with every VIP and Service port, an endpoint change that writes
+/// to the kernel hands it the new one, and a removed UDP endpoint's flows
+/// are forgotten (kube-proxy: `pkg/proxy/ipvs/proxier.go` `syncProxyRules`
+/// writes its ipsets after the virtual servers; `pkg/proxy/conntrack`
+/// `CleanStaleEntries` clears flows of deleted UDP endpoints).
+#[tokio::test(start_paused = true)]
+async fn the_packet_filter_follows_the_syncs() {
+    let filter = MemoryPacketFilter::new();
+    let mut calls = filter.calls();
+    let mut h = Harness::start_with(timing(), Some(filter.clone()));
+    h.initial(
+        vec![service("dns", "10.96.0.10", "UDP", 53)],
+        vec![slice("dns", "UDP", &["10.244.0.1", "10.244.0.2"])],
+    );
+    let (kind, _) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Full);
+    tokio::time::timeout(Duration::from_secs(1), calls.changed())
+        .await
+        .expect("the ruleset within a second")
+        .unwrap();
+    {
+        let state = filter.state();
+        assert_eq!(state.applied.len(), 1);
+        let sets = &state.applied[0].ipv4;
+        assert!(sets.vips.contains(&ip("10.96.0.10")), "{sets:?}");
+        assert_eq!(sets.services.len(), 1, "{sets:?}");
+        assert_eq!(sets.hairpin.len(), 2, "{sets:?}");
+    }
+
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "dns",
+        "UDP",
+        &["10.244.0.1"],
+    ))));
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Incremental);
+    assert_eq!(report.operations.get("del_dest"), Some(&1), "{report:?}");
+    // Two calls: the new ruleset (one hairpin entry fewer) and the flows.
+    let both = async {
+        while filter.state().forgotten.is_empty() || filter.state().applied.len() < 2 {
+            calls.changed().await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(1), both)
+        .await
+        .expect("the ruleset and the flows within a second, before any resync");
+    let state = filter.state();
+    assert_eq!(state.applied[1].ipv4.hairpin.len(), 1);
+    assert_eq!(
+        state.forgotten,
+        [StaleUdpFlows {
+            vip: ip("10.96.0.10"),
+            vport: 53,
+            endpoint: ip("10.244.0.2"),
+            eport: 8080,
+        }]
+    );
 }

@@ -8,6 +8,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use super::{Conntrack, Firewall, FirewallError, Ruleset, StaleUdpFlows, SyncReport};
 
 /// What the loop needs from the node's packet filter.
@@ -65,6 +67,8 @@ pub struct MemoryFilterState {
 #[derive(Clone, Debug, Default)]
 pub struct MemoryPacketFilter {
     state: Arc<Mutex<MemoryFilterState>>,
+    /// Counts the calls, so a test awaits one instead of polling.
+    calls: Arc<watch::Sender<usize>>,
 }
 
 impl MemoryPacketFilter {
@@ -78,15 +82,28 @@ impl MemoryPacketFilter {
         // A test that panicked while holding the lock has failed already.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The number of calls so far, changing with each call.
+    pub fn calls(&self) -> watch::Receiver<usize> {
+        self.calls.subscribe()
+    }
+
+    fn called(&self) {
+        self.calls.send_modify(|n| *n += 1);
+    }
 }
 
 impl PacketFilter for MemoryPacketFilter {
     fn apply(&mut self, ruleset: &Ruleset) -> Result<SyncReport, FirewallError> {
-        let mut state = self.state();
-        let applied = state.applied.last() != Some(ruleset);
-        if applied {
-            state.applied.push(ruleset.clone());
-        }
+        let applied = {
+            let mut state = self.state();
+            let applied = state.applied.last() != Some(ruleset);
+            if applied {
+                state.applied.push(ruleset.clone());
+            }
+            applied
+        };
+        self.called();
         Ok(SyncReport {
             elements: ruleset.element_count(),
             applied,
@@ -96,6 +113,7 @@ impl PacketFilter for MemoryPacketFilter {
 
     fn forget_udp_flows(&mut self, stale: &[StaleUdpFlows]) -> Result<usize, FirewallError> {
         self.state().forgotten.extend_from_slice(stale);
+        self.called();
         Ok(stale.len())
     }
 }
