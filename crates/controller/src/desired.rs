@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use kube_ipvs_netlink::{
+use kube_ipvs_model::{
     AddressFamily, Protocol, Scheduler, ServiceFlags, VirtualServer, VirtualServerKey,
 };
 

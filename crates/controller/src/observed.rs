@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use kube_ipvs_netlink::{
+use kube_ipvs_model::{
     DumpedRealServer, DumpedVirtualServer, Operation, RealServerCounters, RealServerKey,
     VirtualServer, VirtualServerKey,
 };

@@ -13,7 +13,7 @@ use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
-use kube_ipvs_netlink::{Operation, Protocol, RealServer, RealServerKey, VirtualServerKey};
+use kube_ipvs_model::{Operation, Protocol, RealServer, RealServerKey, VirtualServerKey};
 
 use crate::observed::{Observed, ObservedVirtualServer};
 use crate::state::{DesiredState, DesiredVirtualServer, ServiceRef, ServiceState};

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use kube_ipvs_netlink::{AddressFamily, Protocol};
+use kube_ipvs_model::{AddressFamily, Protocol};
 
 use crate::scheduling::SchedulerRequest;
 use crate::skip::{SkipKind, SkipReason, Skipped};

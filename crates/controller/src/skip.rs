@@ -7,7 +7,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use kube_ipvs_netlink::{AddressFamily, Scheduler, VirtualServerKey};
+use kube_ipvs_model::{AddressFamily, Scheduler, VirtualServerKey};
 
 use crate::state::ServiceRef;
 

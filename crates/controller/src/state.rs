@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use kube_ipvs_netlink::{RealServer, RealServerKey, VirtualServer, VirtualServerKey};
+use kube_ipvs_model::{RealServer, RealServerKey, VirtualServer, VirtualServerKey};
 
 use crate::skip::{SkipKind, SkipReason, Skipped};
 

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use kube_ipvs_controller::{desired_service, Config, ServiceState};
-use kube_ipvs_netlink::{Scheduler, ServiceFlags};
+use kube_ipvs_model::{Scheduler, ServiceFlags};
 use serde_json::json;
 
 #[test]
@@ -29,7 +29,7 @@ fn cluster_ip_with_endpoints_and_bound_address() {
     assert_eq!(vs.service.flags, ServiceFlags::empty());
     for rs in vs.real_servers.values() {
         assert_eq!(rs.weight, 1);
-        assert_eq!(rs.forward, kube_ipvs_netlink::ForwardMethod::Masquerade);
+        assert_eq!(rs.forward, kube_ipvs_model::ForwardMethod::Masquerade);
     }
     assert!(w.skipped().is_empty());
 }
