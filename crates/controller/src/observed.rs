@@ -9,7 +9,7 @@ use kube_ipvs_model::{
     VirtualServer, VirtualServerKey,
 };
 
-use crate::plan::Op;
+use crate::op::Op;
 
 /// A virtual server in the kernel with its real servers.
 #[derive(Clone, Debug, PartialEq, Eq)]
