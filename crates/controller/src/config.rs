@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use kube_ipvs_netlink::Scheduler;
+use kube_ipvs_model::Scheduler;
 
 /// The agent's settings the mapping depends on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -10,19 +10,18 @@
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use kube_ipvs_netlink::{
+use kube_ipvs_model::{
     AddressFamily, Protocol, Scheduler, ServiceFlags, VirtualServer, VirtualServerKey,
 };
 
 use crate::config::Config;
 use crate::selection::{candidates, select, Policy, RealServers};
 use crate::service::ServiceInfo;
+use crate::service_ref::ServiceRef;
 use crate::skip::{SkipKind, SkipReason, Skipped};
 use crate::slice::SliceInfo;
 use crate::snapshot::Snapshot;
-use crate::state::{
-    DesiredState, DesiredVirtualServer, ServiceRef, ServiceState, VirtualServerKind,
-};
+use crate::state::{DesiredState, DesiredVirtualServer, ServiceState, VirtualServerKind};
 
 /// The desired state of every Service in the snapshot: the same as
 /// [`desired_service_checked`] for each, plus the virtual servers several

@@ -6,19 +6,25 @@
 //! The mapping in [`desired`] turns the snapshot and the [`config`] into the
 //! [`state`] the cluster wants, choosing real servers in `selection` and
 //! schedulers in [`scheduling`]; what cannot be mapped is named in [`skip`].
+//! Services are named by a [`service_ref`].
 //!
 //! - [`observed`]: what the kernel holds.
-//! - [`plan`]: the operations that turn one into the other.
+//! - [`intent`]: the desired state indexed for planning, and the [`Scope`]
+//!   a change touches.
+//! - [`plan`]: the operations ([`op`]) that turn one into the other.
 
 pub mod config;
 pub mod desired;
+pub mod intent;
 pub mod mirror;
 pub mod node;
 pub mod observed;
+pub mod op;
 pub mod plan;
 pub mod scheduling;
 mod selection;
 pub mod service;
+pub mod service_ref;
 pub mod skip;
 pub mod slice;
 pub mod snapshot;
@@ -26,12 +32,15 @@ pub mod state;
 
 pub use config::Config;
 pub use desired::{desired, desired_service, desired_service_checked};
+pub use intent::{Intent, Scope};
 pub use mirror::{endpoint_slices_from_endpoints, mirror_endpoints};
 pub use node::{node_object_addresses, node_object_addresses_checked, NodeInfo};
 pub use observed::{Observed, ObservedVirtualServer};
-pub use plan::{plan, Draining, Extent, Intent, Op, Plan, PlanConfig, Scope};
+pub use op::Op;
+pub use plan::{plan, Draining, Extent, Plan, PlanConfig};
 pub use service::{PortInfo, ServiceInfo};
+pub use service_ref::ServiceRef;
 pub use skip::{SkipKind, SkipReason, Skipped};
 pub use slice::{EndpointInfo, SliceInfo, SlicePort};
 pub use snapshot::{Changed, Snapshot};
-pub use state::{DesiredState, DesiredVirtualServer, ServiceRef, ServiceState, VirtualServerKind};
+pub use state::{DesiredState, DesiredVirtualServer, ServiceState, VirtualServerKind};

@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use kube_ipvs_netlink::{
+use kube_ipvs_model::{
     DumpedRealServer, DumpedVirtualServer, Operation, RealServerCounters, RealServerKey,
     VirtualServer, VirtualServerKey,
 };
 
-use crate::plan::Op;
+use crate::op::Op;
 
 /// A virtual server in the kernel with its real servers.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,48 +7,17 @@
 //! argument.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use ipnetwork::IpNetwork;
-use kube_ipvs_netlink::{Operation, Protocol, RealServer, RealServerKey, VirtualServerKey};
+use kube_ipvs_model::{Operation, Protocol, RealServer, RealServerKey, VirtualServerKey};
 
+use crate::intent::{Intent, Scope};
 use crate::observed::{Observed, ObservedVirtualServer};
-use crate::state::{DesiredState, DesiredVirtualServer, ServiceRef, ServiceState};
-
-/// One kernel write: an IPVS operation or an address on the dummy interface.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Op {
-    /// An IPVS operation.
-    Ipvs(Operation),
-    /// Bind an address on the dummy interface.
-    BindAddress(IpAddr),
-    /// Remove an address from the dummy interface.
-    UnbindAddress(IpAddr),
-}
-
-impl Op {
-    /// A label for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Op::Ipvs(op) => op.kind().as_str(),
-            Op::BindAddress(_) => "bind_address",
-            Op::UnbindAddress(_) => "unbind_address",
-        }
-    }
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Op::Ipvs(op) => op.fmt(f),
-            Op::BindAddress(a) => write!(f, "bind address {a}"),
-            Op::UnbindAddress(a) => write!(f, "unbind address {a}"),
-        }
-    }
-}
+use crate::op::Op;
+use crate::state::DesiredVirtualServer;
 
 /// What the agent may change in the kernel, and how it drains real servers.
 #[derive(Clone, Debug)]
@@ -94,145 +63,6 @@ impl PlanConfig {
         bound.contains(&address)
             || wanted.wants_address(address)
             || (self.node_addresses.contains(&address) && self.node_port_range.contains(&port))
-    }
-}
-
-/// The desired state indexed for planning: which Service wants each virtual
-/// server, and how many Services want each address. Kept up to date one
-/// Service at a time, so an incremental sync never walks every Service.
-#[derive(Clone, Debug, Default)]
-pub struct Intent {
-    services: BTreeMap<ServiceRef, ServiceState>,
-    owners: BTreeMap<VirtualServerKey, BTreeSet<ServiceRef>>,
-    address_users: BTreeMap<IpAddr, usize>,
-    /// Real servers of the winning virtual servers, kept as Services change
-    /// so reading it never walks them all.
-    real_servers: usize,
-}
-
-impl Intent {
-    /// Indexes a whole desired state.
-    pub fn new(desired: DesiredState) -> Self {
-        let mut intent = Intent::default();
-        for (service, state) in desired.services {
-            intent.replace(service, Some(state));
-        }
-        intent
-    }
-
-    /// Replaces what one Service wants (`None`: the Service is gone) and
-    /// returns the part of the kernel the change touches.
-    pub fn replace(&mut self, service: ServiceRef, state: Option<ServiceState>) -> Scope {
-        let mut scope = Scope::default();
-        // The winners at the keys this change touches may change; count them
-        // out before and back in after.
-        let touched: BTreeSet<VirtualServerKey> = self
-            .services
-            .get(&service)
-            .into_iter()
-            .chain(state.as_ref())
-            .flat_map(|s| s.virtual_servers.keys().copied())
-            .collect();
-        self.real_servers -= self.real_servers_at(&touched);
-        if let Some(old) = self.services.remove(&service) {
-            for key in old.virtual_servers.keys() {
-                scope.keys.insert(*key);
-                if let Some(owners) = self.owners.get_mut(key) {
-                    owners.remove(&service);
-                    if owners.is_empty() {
-                        self.owners.remove(key);
-                    }
-                }
-            }
-            for address in &old.addresses {
-                scope.addresses.insert(*address);
-                if let Some(n) = self.address_users.get_mut(address) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.address_users.remove(address);
-                    }
-                }
-            }
-        }
-        if let Some(new) = state {
-            for key in new.virtual_servers.keys() {
-                scope.keys.insert(*key);
-                self.owners.entry(*key).or_default().insert(service.clone());
-            }
-            for address in &new.addresses {
-                scope.addresses.insert(*address);
-                *self.address_users.entry(*address).or_default() += 1;
-            }
-            self.services.insert(service, new);
-        }
-        self.real_servers += self.real_servers_at(&touched);
-        scope
-    }
-
-    fn real_servers_at(&self, keys: &BTreeSet<VirtualServerKey>) -> usize {
-        keys.iter()
-            .filter_map(|k| self.virtual_server(k))
-            .map(|(_, vs)| vs.real_servers.len())
-            .sum()
-    }
-
-    /// The virtual server wanted at `key`, with the Service that wants it.
-    /// When several Services want one key, the first by namespace/name wins,
-    /// so the choice does not depend on the order changes arrive in.
-    pub fn virtual_server(
-        &self,
-        key: &VirtualServerKey,
-    ) -> Option<(&ServiceRef, &DesiredVirtualServer)> {
-        let owner = self.owners.get(key)?.iter().next()?;
-        let vs = self.services.get(owner)?.virtual_servers.get(key)?;
-        Some((owner, vs))
-    }
-
-    /// Whether any Service wants `address` bound.
-    pub fn wants_address(&self, address: IpAddr) -> bool {
-        self.address_users.contains_key(&address)
-    }
-
-    /// Every wanted virtual server key.
-    pub fn keys(&self) -> impl Iterator<Item = &VirtualServerKey> {
-        self.owners.keys()
-    }
-
-    /// Every wanted address.
-    pub fn addresses(&self) -> impl Iterator<Item = &IpAddr> {
-        self.address_users.keys()
-    }
-
-    /// What each Service wants.
-    pub fn services(&self) -> &BTreeMap<ServiceRef, ServiceState> {
-        &self.services
-    }
-
-    /// The number of wanted virtual servers and real servers.
-    pub fn counts(&self) -> (usize, usize) {
-        (self.owners.len(), self.real_servers)
-    }
-}
-
-/// The part of the kernel a plan looks at.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Scope {
-    /// Virtual servers to compare.
-    pub keys: BTreeSet<VirtualServerKey>,
-    /// Addresses to compare.
-    pub addresses: BTreeSet<IpAddr>,
-}
-
-impl Scope {
-    /// Adds another scope's keys and addresses.
-    pub fn extend(&mut self, other: Scope) {
-        self.keys.extend(other.keys);
-        self.addresses.extend(other.addresses);
-    }
-
-    /// Whether the scope touches nothing.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.addresses.is_empty()
     }
 }
 

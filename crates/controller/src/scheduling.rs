@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use kube_ipvs_netlink::{Scheduler, ServiceFlags};
+use kube_ipvs_model::{Scheduler, ServiceFlags};
 
 use crate::skip::{SkipKind, SkipReason, Skipped};
 

@@ -10,7 +10,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
-use kube_ipvs_netlink::{AddressFamily, RealServer, RealServerKey};
+use kube_ipvs_model::{AddressFamily, RealServer, RealServerKey};
 
 use crate::service::PortInfo;
 use crate::slice::{EndpointInfo, SliceInfo};

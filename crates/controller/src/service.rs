@@ -8,11 +8,11 @@ use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use kube_ipvs_netlink::{AddressFamily, Protocol};
+use kube_ipvs_model::{AddressFamily, Protocol};
 
 use crate::scheduling::SchedulerRequest;
+use crate::service_ref::ServiceRef;
 use crate::skip::{SkipKind, SkipReason, Skipped};
-use crate::state::ServiceRef;
 
 /// The label naming the proxy a Service belongs to.
 pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";

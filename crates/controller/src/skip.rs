@@ -7,9 +7,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use kube_ipvs_netlink::{AddressFamily, Scheduler, VirtualServerKey};
+use kube_ipvs_model::{AddressFamily, Scheduler, VirtualServerKey};
 
-use crate::state::ServiceRef;
+use crate::service_ref::ServiceRef;
 
 /// The kind of object a skip is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

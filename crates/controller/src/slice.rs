@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
-use kube_ipvs_netlink::{AddressFamily, Protocol};
+use kube_ipvs_model::{AddressFamily, Protocol};
 
 use crate::service::{object_ref, port_number, protocol};
 use crate::skip::{SkipKind, SkipReason, Skipped};

@@ -15,9 +15,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::mirror::mirror_endpoints;
 use crate::node::NodeInfo;
 use crate::service::{object_ref, ServiceInfo};
+use crate::service_ref::ServiceRef;
 use crate::skip::{SkipKind, Skipped};
 use crate::slice::{Names, SliceConversion, SliceInfo};
-use crate::state::ServiceRef;
 
 /// The Services a change affects.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -2,37 +2,12 @@
 //! servers with their real servers and the addresses to bind.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::IpAddr;
 
-use kube_ipvs_netlink::{RealServer, RealServerKey, VirtualServer, VirtualServerKey};
+use kube_ipvs_model::{RealServer, RealServerKey, VirtualServer, VirtualServerKey};
 
+use crate::service_ref::ServiceRef;
 use crate::skip::{SkipKind, SkipReason, Skipped};
-
-/// A Service by namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServiceRef {
-    /// The namespace.
-    pub namespace: String,
-    /// The name.
-    pub name: String,
-}
-
-impl ServiceRef {
-    /// `namespace/name`.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ServiceRef {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// One virtual server the cluster wants, with the Service port it serves.
 #[derive(Clone, Debug, PartialEq, Eq)]

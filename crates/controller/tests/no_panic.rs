@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_ipvs_controller::{
     desired, desired_service, endpoint_slices_from_endpoints, Config, Snapshot,
 };
-use kube_ipvs_netlink::{AddressFamily, Scheduler};
+use kube_ipvs_model::{AddressFamily, Scheduler};
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;

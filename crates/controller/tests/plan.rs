@@ -9,7 +9,7 @@ use kube_ipvs_controller::{
     plan, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, Observed, Op, PlanConfig,
     Scope, ServiceRef, ServiceState, VirtualServerKind,
 };
-use kube_ipvs_netlink::{
+use kube_ipvs_model::{
     DumpedRealServer, DumpedVirtualServer, Operation, Protocol, RealServer, RealServerCounters,
     RealServerKey, Scheduler, Stats, VirtualServer, VirtualServerKey,
 };
@@ -167,7 +167,7 @@ fn hashed_flag_in_a_dump_is_not_a_change() {
     )]);
     let k = key(Protocol::Tcp, "10.96.0.1", 80);
     let mut kernel = VirtualServer::new(k, Scheduler::Rr);
-    kernel.flags = kube_ipvs_netlink::ServiceFlags::HASHED;
+    kernel.flags = kube_ipvs_model::ServiceFlags::HASHED;
     let observed = Observed::from_dump(
         vec![(
             DumpedVirtualServer {
@@ -197,7 +197,7 @@ fn scheduler_flag_and_persistence_changes_update_in_place() {
     for change in [
         VirtualServer::new(k, Scheduler::Sh),
         VirtualServer {
-            flags: kube_ipvs_netlink::ServiceFlags::SCHED2,
+            flags: kube_ipvs_model::ServiceFlags::SCHED2,
             ..VirtualServer::new(k, Scheduler::Sh)
         },
         VirtualServer::new(k, Scheduler::Rr).persistent(10800),
@@ -406,7 +406,7 @@ fn firewall_mark_services_are_never_ours() {
             DumpedVirtualServer {
                 service: VirtualServer::new(
                     VirtualServerKey::FirewallMark {
-                        family: kube_ipvs_netlink::AddressFamily::Inet,
+                        family: kube_ipvs_model::AddressFamily::Inet,
                         mark: 7,
                     },
                     Scheduler::Rr,

@@ -5,14 +5,13 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::DecodeError;
-
-use crate::model::{
-    AddressFamily, DumpedRealServer, DumpedVirtualServer, ForwardMethod, Protocol, RealServer,
-    RealServerCounters, RealServerKey, Scheduler, ServiceFlags, Stats, VirtualServer,
+use kube_ipvs_model::{
+    AddressFamily, DumpedRealServer, DumpedVirtualServer, ForwardMethod, Operation, Protocol,
+    RealServer, RealServerCounters, RealServerKey, Scheduler, ServiceFlags, Stats, VirtualServer,
     VirtualServerKey,
 };
-use crate::operation::Operation;
+use netlink_packet_core::DecodeError;
+
 use crate::packet::{
     Counter, DestAttr, FlagsMask, InetAddr, IpvsAttr, IpvsCommand, IpvsMessage, ServiceAttr,
     StatsAttr,

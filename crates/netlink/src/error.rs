@@ -3,8 +3,7 @@
 use std::io;
 use std::net::IpAddr;
 
-use crate::model::VirtualServerKey;
-use crate::operation::Operation;
+use kube_ipvs_model::{Operation, VirtualServerKey};
 
 /// What failed, named after the operation. The source is the socket error,
 /// the kernel's errno (as an [`io::Error`] with `raw_os_error`), or

@@ -4,6 +4,10 @@
 
 use std::io;
 
+use kube_ipvs_model::{
+    DumpedRealServer, DumpedService, DumpedVirtualServer, IpvsInfo, Operation, Timeouts,
+    VirtualServerKey,
+};
 use netlink_packet_core::NetlinkMessage;
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
@@ -12,10 +16,6 @@ use netlink_sys::constants::NETLINK_GENERIC;
 
 use crate::convert;
 use crate::error::{invalid_data, Error, OperationError};
-use crate::model::{
-    DumpedRealServer, DumpedService, DumpedVirtualServer, IpvsInfo, Timeouts, VirtualServerKey,
-};
-use crate::operation::Operation;
 use crate::packet::{IpvsAttr, IpvsCommand, IpvsMessage};
 use crate::socket::{message, NetlinkSocket, SyscallCounts};
 

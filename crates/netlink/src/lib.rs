@@ -1,8 +1,11 @@
 //! IPVS over generic netlink, and the rtnetlink link and address operations
 //! kube-ipvs needs.
 //!
-//! - [`model`] holds typed virtual servers, real servers and counters.
-//! - [`operation`] holds the write operations a batch applies.
+//! - [`model`] re-exports the `kube-ipvs-model` crate: typed virtual
+//!   servers, real servers and counters, and in [`operation`] the write
+//!   operations a batch applies. Its types are also at this crate's root, so
+//!   `kube_ipvs_netlink::VirtualServerKey` and
+//!   `kube_ipvs_netlink::model::VirtualServerKey` name the same type.
 //! - [`packet`] holds the sans-IO IPVS codec (messages and attributes).
 //! - [`convert`] holds model to attributes and back.
 //! - [`ipvs`] holds [`Ipvs`], the handle that applies batches and dumps.
@@ -18,15 +21,13 @@ pub mod convert;
 pub mod error;
 pub mod ipvs;
 pub mod link;
-pub mod model;
-pub mod operation;
 pub mod packet;
 pub mod route;
 mod socket;
 
 pub use error::{Error, OperationError};
 pub use ipvs::{BatchReport, Ipvs};
-pub use model::*;
-pub use operation::{Operation, OperationKind};
+pub use kube_ipvs_model as model;
+pub use kube_ipvs_model::*;
 pub use route::Route;
 pub use socket::SyscallCounts;

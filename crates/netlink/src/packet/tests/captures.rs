@@ -14,13 +14,13 @@
 
 use std::net::IpAddr;
 
+use kube_ipvs_model::{
+    AddressFamily, ForwardMethod, IpvsInfo, Operation, Protocol, RealServer, RealServerCounters,
+    Scheduler, ServiceFlags, Stats, Timeouts, VirtualServer, VirtualServerKey,
+};
+
 use super::{emit, hex, parse};
 use crate::convert;
-use crate::model::{
-    AddressFamily, ForwardMethod, IpvsInfo, Protocol, RealServer, RealServerCounters, Scheduler,
-    ServiceFlags, Stats, Timeouts, VirtualServer, VirtualServerKey,
-};
-use crate::operation::Operation;
 use crate::packet::{
     Counter, DestAttr, FlagsMask, InetAddr, IpvsAttr, IpvsCommand, IpvsMessage, ServiceAttr,
     StatsAttr,

@@ -2,14 +2,14 @@
 
 use std::net::IpAddr;
 
+use kube_ipvs_model::{
+    AddressFamily, ForwardMethod, Operation, Protocol, RealServer, RealServerKey, Scheduler,
+    ServiceFlags, VirtualServer, VirtualServerKey,
+};
 use proptest::prelude::*;
 
 use super::{emit, parse};
 use crate::convert;
-use crate::model::{
-    AddressFamily, ForwardMethod, Protocol, RealServer, RealServerKey, Scheduler, ServiceFlags,
-    VirtualServer, VirtualServerKey,
-};
 use crate::packet::{IpvsAttr, IpvsCommand, IpvsMessage};
 
 fn address() -> impl Strategy<Value = IpAddr> {
@@ -112,7 +112,7 @@ proptest! {
 
     #[test]
     fn destinations_round_trip(key in key(), server in real_server()) {
-        let msg = convert::operation_message(&crate::Operation::NewDest(key, server));
+        let msg = convert::operation_message(&Operation::NewDest(key, server));
         let parsed = parse(&emit(&msg));
         prop_assert_eq!(&parsed, &msg);
         let IpvsAttr::Dest(attrs) = &parsed.attrs[1] else {

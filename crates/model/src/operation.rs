@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::model::{RealServer, RealServerKey, VirtualServer, VirtualServerKey};
+use crate::real_server::{RealServer, RealServerKey};
+use crate::virtual_server::{VirtualServer, VirtualServerKey};
 
 /// One IPVS write.
 #[derive(Clone, Debug, PartialEq, Eq)]
