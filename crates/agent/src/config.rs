@@ -29,7 +29,6 @@ impl From<&RunArgs> for PlanConfig {
             node_port_range: args.service_node_port_range.clone(),
             exclude_cidrs: args.ipvs_exclude_cidrs.0.clone(),
             graceful_period: args.ipvs_graceful_period,
-            ..PlanConfig::default()
         }
     }
 }

@@ -144,11 +144,6 @@ impl<D: Dataplane> Reconciler<D> {
         self.dataplane.node_addresses().await
     }
 
-    /// Replaces the node's addresses (NodePort virtual servers on them are owned).
-    pub fn set_node_addresses(&mut self, addresses: impl IntoIterator<Item = std::net::IpAddr>) {
-        self.config.node_addresses = addresses.into_iter().collect();
-    }
-
     /// Replaces the whole desired state, dumps the kernel and makes it match.
     pub async fn full_sync(&mut self, desired: DesiredState) -> Result<SyncReport, DataplaneError> {
         self.intent = Intent::new(desired);

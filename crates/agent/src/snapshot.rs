@@ -2,62 +2,62 @@
 //! synchronously, the way kube-runtime's `reflector::store::Writer::
 //! apply_watcher_event` keeps its store: `Apply` and `Delete` change the
 //! snapshot at once; a listing (`Init`, `InitApply`..., `InitDone`) is
-//! buffered and swapped in whole at `InitDone`, so what the listing did not
+//! buffered and swapped in at `InitDone`, so what the listing did not
 //! mention is gone and only what really changed is reported.
 //!
-//! The writer is the one owner of the relist bookkeeping; the loop, `plan`
-//! and `dump --from-dir` all read the snapshot it keeps.
+//! Services and slices are converted as they arrive, so the buffer of a
+//! relist holds only the typed references it named, not the objects: at
+//! 10,000 Services a buffer of whole objects would double the peak memory
+//! of the first listing. At `InitDone` the snapshot forgets what the
+//! listing did not name ([`Snapshot::retain_services`]), the same step
+//! [`Snapshot::replace_services`] ends with. While a relist is under way
+//! the snapshot is not [`SnapshotWriter::initialized`], so no sync sees a
+//! half-listed state. The Node is one object, buffered whole.
+//!
+//! The writer is the one owner of the relist bookkeeping; the loop and
+//! `plan` read the snapshot it keeps.
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
-use kube_ipvs_controller::{node_object_addresses, Changed, ServiceRef, Snapshot};
+use std::collections::HashSet;
+
+use kube_ipvs_controller::{node_object_addresses, Changed, ServiceRef, SliceRef, Snapshot};
 
 use crate::source::SourceEvent;
 
-/// A listing of one kind in progress: the objects it has delivered so far.
+/// A listing of one kind in progress: what it has named so far.
 #[derive(Debug)]
-struct Listing<K> {
+struct Listing<T> {
     /// `Some` between `Init` and `InitDone`.
-    buffer: Option<Vec<K>>,
+    listed: Option<T>,
     /// Whether a listing of this kind has completed.
-    listed: bool,
+    done: bool,
 }
 
-impl<K> Default for Listing<K> {
+impl<T> Default for Listing<T> {
     fn default() -> Self {
         Listing {
-            buffer: None,
-            listed: false,
+            listed: None,
+            done: false,
         }
     }
 }
 
-impl<K> Listing<K> {
+impl<T: Default> Listing<T> {
     /// Whether the kind's state is whole: listed once, and not relisting now.
     fn complete(&self) -> bool {
-        self.listed && self.buffer.is_none()
+        self.done && self.listed.is_none()
     }
 
     fn begin(&mut self) {
-        self.buffer = Some(Vec::new());
+        self.listed = Some(T::default());
     }
 
-    /// Buffers `object`; `Err` gives it back when no listing is in progress.
-    fn push(&mut self, object: K) -> Result<(), K> {
-        match self.buffer.as_mut() {
-            Some(buffer) => {
-                buffer.push(object);
-                Ok(())
-            }
-            None => Err(object),
-        }
-    }
-
-    fn finish(&mut self) -> Vec<K> {
-        self.listed = true;
-        self.buffer.take().unwrap_or_default()
+    fn finish(&mut self) -> T {
+        self.done = true;
+        self.listed.take().unwrap_or_default()
     }
 }
 
@@ -77,9 +77,9 @@ pub struct SnapshotWriter {
     snapshot: Snapshot,
     node_name: String,
     node_addresses: NodeAddresses,
-    services: Listing<Service>,
-    slices: Listing<EndpointSlice>,
-    node: Listing<Node>,
+    services: Listing<HashSet<ServiceRef>>,
+    slices: Listing<HashSet<SliceRef>>,
+    node: Listing<Option<Node>>,
 }
 
 impl SnapshotWriter {
@@ -134,13 +134,18 @@ impl SnapshotWriter {
                 self.services.begin();
                 Changed::default()
             }
-            Event::InitApply(s) => match self.services.push(s) {
-                Ok(()) => Changed::default(),
-                Err(s) => self.snapshot.apply_service(&s),
-            },
+            Event::InitApply(s) => {
+                if let Some(listed) = self.services.listed.as_mut() {
+                    listed.insert(ServiceRef::new(
+                        s.namespace().unwrap_or_default(),
+                        s.name_any(),
+                    ));
+                }
+                self.snapshot.apply_service(&s)
+            }
             Event::InitDone => {
                 let listed = self.services.finish();
-                self.snapshot.replace_services(listed)
+                self.snapshot.retain_services(&listed)
             }
             Event::Apply(s) => self.snapshot.apply_service(&s),
             Event::Delete(s) => self.snapshot.delete_service(&ServiceRef::new(
@@ -156,13 +161,18 @@ impl SnapshotWriter {
                 self.slices.begin();
                 Changed::default()
             }
-            Event::InitApply(s) => match self.slices.push(s) {
-                Ok(()) => Changed::default(),
-                Err(s) => self.snapshot.apply_slice(&s),
-            },
+            Event::InitApply(s) => {
+                if let Some(listed) = self.slices.listed.as_mut() {
+                    listed.insert(SliceRef::new(
+                        s.namespace().unwrap_or_default(),
+                        s.name_any(),
+                    ));
+                }
+                self.snapshot.apply_slice(&s)
+            }
             Event::InitDone => {
                 let listed = self.slices.finish();
-                self.snapshot.replace_slices(listed)
+                self.snapshot.retain_slices(&listed)
             }
             Event::Apply(s) => self.snapshot.apply_slice(&s),
             Event::Delete(s) => self
@@ -178,14 +188,19 @@ impl SnapshotWriter {
                 Changed::default()
             }
             // The directory source yields every Node it finds; only ours counts.
-            Event::InitApply(n) if n.name_any() == self.node_name => match self.node.push(n) {
-                Ok(()) => Changed::default(),
-                Err(n) => self.set_node(&n),
-            },
+            Event::InitApply(n) if n.name_any() == self.node_name => {
+                match self.node.listed.as_mut() {
+                    Some(listed) => {
+                        *listed = Some(n);
+                        Changed::default()
+                    }
+                    None => self.set_node(&n),
+                }
+            }
             Event::InitDone => {
-                let listed = self.node.finish();
                 // A listing without our Node means it is gone.
-                self.set_node(&listed.into_iter().last().unwrap_or_default())
+                let listed = self.node.finish();
+                self.set_node(&listed.unwrap_or_default())
             }
             Event::Apply(n) if n.name_any() == self.node_name => self.set_node(&n),
             Event::Delete(n) if n.name_any() == self.node_name => self.set_node(&Node::default()),

@@ -1,6 +1,7 @@
 //! The snapshot writer applies watch events as kube-runtime's reflector
-//! `Writer::apply_watcher_event` does: `Apply`/`Delete` at once, a listing
-//! buffered and swapped in whole at `InitDone`.
+//! `Writer::apply_watcher_event` does: `Apply`/`Delete` at once; a listing
+//! ends at `InitDone` with everything it did not name gone, and is never
+//! a whole picture before then.
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -103,18 +104,18 @@ fn a_relist_is_swapped_in_whole_and_reports_only_what_changed() {
     assert!(writer.snapshot().service(&r("b")).is_none());
     assert!(writer.snapshot().service(&r("a")).is_some());
 
-    // The slices' relist drops `b-1` and changes `a-1`.
+    // The slices' relist changes `a-1` and drops `b-1`: the change is
+    // reported as the slice arrives, the removal at the end.
     writer.apply(SourceEvent::EndpointSlices(Event::Init));
-    writer.apply(SourceEvent::EndpointSlices(Event::InitApply(slice(
+    let changed = writer.apply(SourceEvent::EndpointSlices(Event::InitApply(slice(
         "a-1",
         "a",
         "10.244.0.9",
     ))));
+    assert_eq!(changed.services.into_iter().collect::<Vec<_>>(), [r("a")]);
+    assert_eq!(writer.snapshot().slices_of(&r("b")).count(), 1);
     let changed = writer.apply(SourceEvent::EndpointSlices(Event::InitDone));
-    assert_eq!(
-        changed.services.into_iter().collect::<Vec<_>>(),
-        [r("a"), r("b")]
-    );
+    assert_eq!(changed.services.into_iter().collect::<Vec<_>>(), [r("b")]);
     assert_eq!(writer.snapshot().slices_of(&r("b")).count(), 0);
     assert_eq!(writer.snapshot().endpoint_count(), 1);
 }

@@ -36,6 +36,7 @@ pub fn desired(snapshot: &Snapshot, config: &Config) -> DesiredState {
     }
     skipped.extend(state.conflicts());
     state.skipped = skipped;
+    state.node_addresses = snapshot.node_addresses().iter().copied().collect();
     state
 }
 

@@ -20,16 +20,28 @@ pub struct Intent {
     /// Real servers of the winning virtual servers, kept as Services change
     /// so reading it never walks them all.
     real_servers: usize,
+    /// The node's addresses the desired state was mapped with.
+    node_addresses: BTreeSet<IpAddr>,
 }
 
 impl Intent {
     /// Indexes a whole desired state.
     pub fn new(desired: DesiredState) -> Self {
-        let mut intent = Intent::default();
+        let mut intent = Intent {
+            node_addresses: desired.node_addresses,
+            ..Intent::default()
+        };
         for (service, state) in desired.services {
             intent.replace(service, Some(state));
         }
         intent
+    }
+
+    /// The node's addresses the desired state was mapped with (NodePort
+    /// virtual servers on them are the agent's). They change only with a
+    /// full desired state, as the snapshot's do only at a full sync.
+    pub fn node_addresses(&self) -> &BTreeSet<IpAddr> {
+        &self.node_addresses
     }
 
     /// Replaces what one Service wants (`None`: the Service is gone) and

@@ -39,7 +39,7 @@ pub use observed::{Observed, ObservedVirtualServer};
 pub use op::Op;
 pub use plan::{plan, Draining, Extent, Plan, PlanConfig};
 pub use service::{PortInfo, ServiceInfo};
-pub use service_ref::ServiceRef;
+pub use service_ref::{ServiceRef, SliceRef};
 pub use skip::{SkipKind, SkipReason, Skipped};
 pub use slice::{EndpointInfo, SliceInfo, SlicePort};
 pub use snapshot::{Changed, Snapshot};

@@ -22,8 +22,6 @@ use crate::state::DesiredVirtualServer;
 /// What the agent may change in the kernel, and how it drains real servers.
 #[derive(Clone, Debug)]
 pub struct PlanConfig {
-    /// The node's addresses (NodePort virtual servers listen on them).
-    pub node_addresses: BTreeSet<IpAddr>,
     /// `--service-node-port-range`: virtual servers on node addresses with
     /// these ports are ours.
     pub node_port_range: RangeInclusive<u16>,
@@ -37,7 +35,6 @@ pub struct PlanConfig {
 impl Default for PlanConfig {
     fn default() -> Self {
         PlanConfig {
-            node_addresses: BTreeSet::new(),
             node_port_range: 30000..=32767,
             exclude_cidrs: Vec::new(),
             graceful_period: Duration::from_secs(30),
@@ -52,7 +49,8 @@ impl PlanConfig {
 
     /// Whether the agent owns a virtual server in the kernel: its address is
     /// bound on the dummy interface (or about to be), or it is on a node
-    /// address with a port in the node-port range; never when excluded.
+    /// address (as the desired state was mapped with) with a port in the
+    /// node-port range; never when excluded.
     pub fn owns(&self, key: &VirtualServerKey, bound: &BTreeSet<IpAddr>, wanted: &Intent) -> bool {
         let VirtualServerKey::Inet { address, port, .. } = *key else {
             return false;
@@ -62,7 +60,7 @@ impl PlanConfig {
         }
         bound.contains(&address)
             || wanted.wants_address(address)
-            || (self.node_addresses.contains(&address) && self.node_port_range.contains(&port))
+            || (wanted.node_addresses().contains(&address) && self.node_port_range.contains(&port))
     }
 }
 

@@ -15,7 +15,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::mirror::mirror_endpoints;
 use crate::node::NodeInfo;
 use crate::service::{object_ref, ServiceInfo};
-use crate::service_ref::ServiceRef;
+use crate::service_ref::{ServiceRef, SliceRef};
 use crate::skip::{SkipKind, Skipped};
 use crate::slice::{Names, SliceConversion, SliceInfo};
 
@@ -165,24 +165,32 @@ impl Snapshot {
         I: IntoIterator,
         I::Item: Borrow<Service>,
     {
-        self.skipped
-            .retain(|(kind, _), _| *kind != SkipKind::Service);
         let mut changed = Changed::default();
-        let mut seen = HashSet::new();
+        let mut listed = HashSet::new();
         for service in services {
             let service = service.borrow();
             changed.merge(self.apply_service(service));
             let (namespace, name) = object_ref(&service.metadata);
-            if let Some(name) = name {
-                seen.insert(ServiceRef::new(namespace, name));
-            }
+            listed.insert(ServiceRef::new(namespace, name.unwrap_or_default()));
         }
+        changed.merge(self.retain_services(&listed));
+        changed
+    }
+
+    /// Ends a relist of the Services, each already applied: forgets every
+    /// Service the listing did not name, and what was skipped of objects it
+    /// did not name (a nameless object is named with an empty name).
+    pub fn retain_services(&mut self, listed: &HashSet<ServiceRef>) -> Changed {
+        let names: HashSet<String> = listed.iter().map(ToString::to_string).collect();
+        self.skipped
+            .retain(|(kind, object), _| *kind != SkipKind::Service || names.contains(object));
         let gone: Vec<ServiceRef> = self
             .services
             .keys()
-            .filter(|k| !seen.contains(*k))
+            .filter(|k| !listed.contains(*k))
             .cloned()
             .collect();
+        let mut changed = Changed::default();
         for key in gone {
             changed.merge(self.delete_service(&key));
         }
@@ -285,27 +293,40 @@ impl Snapshot {
         I: IntoIterator,
         I::Item: Borrow<EndpointSlice>,
     {
-        self.skipped
-            .retain(|(kind, _), _| *kind != SkipKind::EndpointSlice);
         let mut changed = Changed::default();
-        let mut seen: HashSet<ObjectKey> = self
+        let mut listed = HashSet::new();
+        for slice in slices {
+            let slice = slice.borrow();
+            changed.merge(self.apply_slice(slice));
+            let (namespace, name) = object_ref(&slice.metadata);
+            listed.insert(SliceRef::new(namespace, name.unwrap_or_default()));
+        }
+        changed.merge(self.retain_slices(&listed));
+        changed
+    }
+
+    /// Ends a relist of the EndpointSlices, each already applied: forgets
+    /// every slice the listing did not name (slices mirrored from Endpoints
+    /// stay), and what was skipped of objects it did not name.
+    pub fn retain_slices(&mut self, listed: &HashSet<SliceRef>) -> Changed {
+        let names: HashSet<String> = listed.iter().map(ToString::to_string).collect();
+        self.skipped
+            .retain(|(kind, object), _| *kind != SkipKind::EndpointSlice || names.contains(object));
+        let mirrored: HashSet<ObjectKey> = self
             .mirrored
             .iter()
             .flat_map(|((ns, _), names)| names.iter().map(|n| (ns.clone(), n.clone())))
             .collect();
-        for slice in slices {
-            let slice = slice.borrow();
-            changed.merge(self.apply_slice(slice));
-            if let (namespace, Some(name)) = object_ref(&slice.metadata) {
-                seen.insert((namespace, name.to_owned()));
-            }
-        }
         let gone: Vec<ObjectKey> = self
             .slice_owner
             .keys()
-            .filter(|k| !seen.contains(*k))
+            .filter(|(namespace, name)| {
+                !mirrored.contains(&(namespace.clone(), name.clone()))
+                    && !listed.contains(&SliceRef::new(namespace.as_str(), name.as_str()))
+            })
             .cloned()
             .collect();
+        let mut changed = Changed::default();
         for (namespace, name) in gone {
             changed.merge(self.delete_slice(&namespace, &name));
         }

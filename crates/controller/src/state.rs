@@ -70,6 +70,9 @@ pub struct DesiredState {
     /// repeated virtual servers, [`DesiredState::conflicts`]); what
     /// conversion left out is in the snapshot.
     pub skipped: Vec<Skipped>,
+    /// The node's addresses the mapping saw: NodePort virtual servers on
+    /// them with a port in the node-port range are the agent's.
+    pub node_addresses: BTreeSet<IpAddr>,
 }
 
 impl DesiredState {

@@ -353,10 +353,13 @@ fn shared_address_stays_bound_while_one_service_still_needs_it() {
 
 #[test]
 fn ownership_foreign_excluded_and_stale() {
-    let want = desired(vec![(
-        "web",
-        service("10.96.0.1", Protocol::Tcp, 80, &["10.244.0.1"]),
-    )]);
+    let want = DesiredState {
+        node_addresses: BTreeSet::from([ip("192.168.0.10")]),
+        ..desired(vec![(
+            "web",
+            service("10.96.0.1", Protocol::Tcp, 80, &["10.244.0.1"]),
+        )])
+    };
     let mut observed = observed_from(&want);
     let vs = |addr: &str, port: u16| {
         (
@@ -380,7 +383,6 @@ fn ownership_foreign_excluded_and_stale() {
     observed.virtual_servers.extend(extra.virtual_servers);
     observed.addresses.extend(extra.addresses);
     let config = PlanConfig {
-        node_addresses: BTreeSet::from([ip("192.168.0.10")]),
         exclude_cidrs: vec!["10.100.0.0/16".parse().unwrap()],
         ..Default::default()
     };

@@ -225,8 +225,6 @@ impl<D: Dataplane> Agent<D> {
     async fn refresh_node_addresses(&mut self) {
         match self.reconciler.read_node_addresses().await {
             Ok(addresses) => {
-                self.reconciler
-                    .set_node_addresses(addresses.iter().copied());
                 let changed = self.writer.snapshot_mut().set_node_addresses(addresses);
                 self.pending.merge(changed);
             }

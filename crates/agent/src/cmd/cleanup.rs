@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use kube_ipvs_controller::{plan, Extent, Intent, Op, PlanConfig};
+use kube_ipvs_controller::{plan, DesiredState, Extent, Intent, Op, PlanConfig};
 use kube_ipvs_netlink::Operation;
 
 use crate::cli::CleanupArgs;
@@ -23,15 +23,15 @@ pub async fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         .node_addresses()
         .await
         .context("listing node addresses")?;
-    let config = PlanConfig {
+    let nothing = Intent::new(DesiredState {
         node_addresses: node_addresses.into_iter().collect(),
-        ..PlanConfig::from(&args)
-    };
+        ..DesiredState::default()
+    });
     let planned = plan(
         &observed,
-        &Intent::default(),
+        &nothing,
         Extent::All,
-        &config,
+        &PlanConfig::from(&args),
         &Default::default(),
         std::time::Instant::now(),
     );
