@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use kube_ipvs_model::{Operation, VirtualServerKey};
 
+use crate::packet::conntrack::FlowTuple;
+
 /// What failed, named after the operation. The source is the socket error,
 /// the kernel's errno (as an [`io::Error`] with `raw_os_error`), or
 /// `InvalidData` wrapping a decode error for a malformed reply.
@@ -99,6 +101,26 @@ pub enum Error {
         ifindex: u32,
         /// The address.
         address: IpAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Opening or binding the `NETLINK_NETFILTER` socket for conntrack.
+    #[error("opening the conntrack netlink socket")]
+    OpenConntrack(#[source] io::Error),
+    /// Sending a conntrack dump request or reading its answer.
+    #[error("dumping the conntrack table")]
+    DumpConntrack(#[source] io::Error),
+    /// Deleting a conntrack entry.
+    #[error(
+        "deleting conntrack entry proto {} {} -> {}",
+        .flow.protocol,
+        .flow.source,
+        .flow.destination
+    )]
+    DeleteConntrack {
+        /// The entry's original direction.
+        flow: FlowTuple,
         /// Why.
         #[source]
         source: io::Error,

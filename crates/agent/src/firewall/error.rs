@@ -2,8 +2,6 @@
 
 use std::io;
 
-use netlink_packet_core::DecodeError;
-
 /// An operation of the firewall module that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
@@ -37,36 +35,9 @@ pub enum FirewallError {
         #[source]
         source: io::Error,
     },
-    /// Opening or binding the `NETLINK_NETFILTER` socket failed.
-    #[error("opening the conntrack netlink socket")]
-    OpenConntrack {
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// Sending a conntrack dump request or reading its answer failed.
-    #[error("dumping the conntrack table")]
-    DumpConntrack {
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// A message from the kernel's conntrack subsystem did not parse.
-    #[error("decoding a conntrack netlink message")]
-    DecodeConntrack {
-        /// The underlying error.
-        #[source]
-        source: DecodeError,
-    },
-    /// The kernel refused to delete a conntrack entry.
-    #[error("deleting conntrack entry {flow}")]
-    DeleteConntrack {
-        /// The entry's original direction, as `proto src -> dst`.
-        flow: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
+    /// Deleting the conntrack entries of stale UDP flows failed.
+    #[error("cleaning stale UDP conntrack entries")]
+    Conntrack(#[source] kube_ipvs_netlink::Error),
 }
 
 /// The most useful text in an `nft` failure: its stderr when it ran.

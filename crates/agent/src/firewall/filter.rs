@@ -46,9 +46,11 @@ impl PacketFilter for KernelPacketFilter {
     fn forget_udp_flows(&mut self, stale: &[StaleUdpFlows]) -> Result<usize, FirewallError> {
         let mut conntrack = match self.conntrack.take() {
             Some(ct) => ct,
-            None => Conntrack::open()?,
+            None => Conntrack::open().map_err(FirewallError::Conntrack)?,
         };
-        let deleted = conntrack.delete_stale(stale)?;
+        let deleted = conntrack
+            .delete_stale(stale)
+            .map_err(FirewallError::Conntrack)?;
         self.conntrack = Some(conntrack);
         Ok(deleted)
     }

@@ -7,7 +7,9 @@
 //! - [`render`]: pure; the `nft` JSON transaction that replaces the table.
 //! - [`table`]: [`Firewall`] applies a ruleset (skipping unchanged ones)
 //!   and removes the table.
-//! - [`conntrack`]: [`Conntrack`] deletes stale UDP flows over netlink.
+//! - [`Conntrack`] deletes stale UDP flows over ctnetlink; it lives in the
+//!   netlink crate ([`kube_ipvs_netlink::conntrack`]) beside the other
+//!   netlink code, and is re-exported here with its flow types.
 //! - [`filter`]: the seam, [`PacketFilter`], over both: the kernel's
 //!   ([`KernelPacketFilter`]) and an in-memory one for tests.
 //! - [`worker`]: runs a [`PacketFilter`] beside the reconcile loop, so
@@ -24,10 +26,9 @@
 //! full expression set (concatenations, interval concatenations, `masquerade
 //! fully-random`) without writing an nf_tables netlink codec. `rustables`
 //! (GPL-3.0) and the libnftnl bindings (C libraries) were not taken.
-//! Conntrack uses `netlink-packet-netfilter`'s ctnetlink messages, on the
-//! workspace's netlink-packet-core.
+//! Conntrack, in the netlink crate, uses `netlink-packet-netfilter`'s
+//! ctnetlink messages, on the workspace's netlink-packet-core.
 
-pub mod conntrack;
 mod error;
 pub mod feed;
 pub mod filter;
@@ -36,10 +37,10 @@ pub mod ruleset;
 pub mod table;
 pub mod worker;
 
-pub use conntrack::{Conntrack, Flow, FlowTuple, StaleUdpFlows};
 pub use error::FirewallError;
 pub use feed::FirewallFeed;
 pub use filter::{KernelPacketFilter, MemoryFilterState, MemoryPacketFilter, PacketFilter};
+pub use kube_ipvs_netlink::conntrack::{Conntrack, Flow, FlowTuple, StaleUdpFlows};
 pub use ruleset::{
     AllowedSource, FamilySets, FirewallConfig, Hairpin, MasqueradeScope, Ruleset, ServicePort,
     DEFAULT_MASQUERADE_MARK,

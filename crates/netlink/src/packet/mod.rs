@@ -6,7 +6,11 @@
 //! - [`service`] holds `IPVS_SVC_ATTR_*`.
 //! - [`destination`] holds `IPVS_DEST_ATTR_*`.
 //! - [`stats`] holds `IPVS_STATS_ATTR_*`.
+//!
+//! Beside it, [`conntrack`] holds the sans-IO half of ctnetlink: conntrack
+//! entries as flows, over `netlink-packet-netfilter`'s messages.
 
+pub mod conntrack;
 pub mod destination;
 pub mod message;
 pub mod service;

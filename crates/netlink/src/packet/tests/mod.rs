@@ -1,7 +1,8 @@
 //! Codec tests: captured kernel and `ipvsadm` bytes in both directions, and
-//! property round trips.
+//! property round trips; and the ctnetlink flows and messages.
 
 mod captures;
+mod conntrack;
 mod roundtrip;
 
 use netlink_packet_core::{Emitable, ParseableParametrized};
