@@ -64,7 +64,7 @@ pub struct MappingArgs {
     pub ipvs_scheduler: Scheduler,
     /// Serve only Services labelled `service.kubernetes.io/service-proxy-name`
     /// with this value; when empty, serve only Services without that label.
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", value_parser = parse_proxy_name)]
     pub service_proxy_name: String,
 }
 
@@ -193,6 +193,16 @@ pub enum Output {
     Table,
     /// JSON.
     Json,
+}
+
+fn parse_proxy_name(s: &str) -> Result<String, String> {
+    if kube_ipvs_controller::valid_label_value(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a valid label value (at most 63 characters: letters, digits, '-', '_', '.', starting and ending with a letter or digit)"
+        ))
+    }
 }
 
 fn parse_scheduler(s: &str) -> Result<Scheduler, String> {

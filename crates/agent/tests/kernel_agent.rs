@@ -3,6 +3,7 @@
 //! `hack/vm-run`), one at a time.
 
 #[path = "kernel_agent/support.rs"]
+#[allow(dead_code, reason = "shared with the conformance suite")]
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

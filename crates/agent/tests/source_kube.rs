@@ -37,7 +37,7 @@ impl Consumer {
         let path = dir.path().join("kubeconfig");
         server.write_kubeconfig(&path).unwrap();
         let client = client(Some(&path)).await.unwrap();
-        let mut source = kube_source(client, node).boxed();
+        let mut source = kube_source(client, node, None).boxed();
         let (tx, events) = mpsc::unbounded_channel();
         let pump = tokio::spawn(async move {
             while let Some(event) = source.next().await {

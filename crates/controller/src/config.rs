@@ -32,13 +32,12 @@ impl Config {
     }
 
     /// Whether a Service with this `service-proxy-name` label (if any) is
-    /// ours: an unlabelled Service always is, a labelled one only when the
-    /// label names us.
+    /// ours. Without a name of our own, as kube-proxy: only unlabelled
+    /// Services (a labelled one belongs to the proxy it names). With one,
+    /// only the Services labelled with it: the rest are kube-proxy's or
+    /// another proxy's.
     pub fn proxies(&self, proxy_name: Option<&str>) -> bool {
-        match proxy_name {
-            None => true,
-            Some(label) => self.service_proxy_name.as_deref() == Some(label),
-        }
+        proxy_name == self.service_proxy_name.as_deref()
     }
 
     /// Whether a NodePort virtual server may listen on the node address
@@ -72,7 +71,7 @@ mod tests {
         assert!(!config.proxies(Some("other")));
         assert!(!config.proxies(Some("")));
         config.service_proxy_name = Some("kube-ipvs".into());
-        assert!(config.proxies(None));
+        assert!(!config.proxies(None));
         assert!(config.proxies(Some("kube-ipvs")));
         assert!(!config.proxies(Some("other")));
     }

@@ -38,7 +38,7 @@ pub use node::{node_object_addresses, node_object_addresses_checked, NodeInfo};
 pub use observed::{Observed, ObservedVirtualServer};
 pub use op::Op;
 pub use plan::{plan, Draining, Extent, Plan, PlanConfig};
-pub use service::{PortInfo, ServiceInfo};
+pub use service::{valid_label_value, PortInfo, ServiceInfo, SERVICE_PROXY_NAME_LABEL};
 pub use service_ref::{ServiceRef, SliceRef};
 pub use skip::{SkipKind, SkipReason, Skipped};
 pub use slice::{EndpointInfo, SliceInfo, SlicePort};

@@ -340,6 +340,17 @@ impl Reader<'_> {
     }
 }
 
+/// Whether `value` is a label value the API admits: at most 63 characters,
+/// alphanumerics with `-`, `_` and `.` inside, beginning and ending with an
+/// alphanumeric; or empty.
+pub fn valid_label_value(value: &str) -> bool {
+    let inner_ok = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let ends_ok = |b: Option<u8>| b.is_none_or(|b| b.is_ascii_alphanumeric());
+    value.len() <= 63 && inner_ok && ends_ok(value.bytes().next()) && ends_ok(value.bytes().last())
+}
+
 fn topology_aware(spec: &ServiceSpec, annotations: &BTreeMap<String, String>) -> bool {
     let auto = |name| {
         annotations
@@ -390,6 +401,13 @@ impl ServiceInfo {
         info.proxy_name = labels
             .get(SERVICE_PROXY_NAME_LABEL)
             .map(|n| Box::from(n.as_str()));
+        if let Some(name) = info.proxy_name.as_deref().filter(|n| !valid_label_value(n)) {
+            // Kept as it is, so no proxy's name matches it: nobody serves it.
+            r.skip(SkipReason::InvalidLabelValue {
+                label: SERVICE_PROXY_NAME_LABEL,
+                value: name.to_owned(),
+            });
+        }
 
         let external: Vec<&str> = spec
             .external_ips

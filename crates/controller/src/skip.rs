@@ -165,6 +165,15 @@ pub enum SkipReason {
         /// What is used instead.
         fallback: &'static str,
     },
+    /// A label whose value the API would not admit; the object is left to
+    /// no proxy rather than guessed at.
+    #[error("label {label}: {value:?} is not a valid label value")]
+    InvalidLabelValue {
+        /// The label.
+        label: &'static str,
+        /// The value.
+        value: String,
+    },
     /// A CIDR that does not parse.
     #[error("{field}: {value:?} is not a CIDR")]
     InvalidCidr {
@@ -227,6 +236,7 @@ impl SkipReason {
             SkipReason::MissingAddress { .. } => "missing_address",
             SkipReason::Duplicate { .. } => "duplicate",
             SkipReason::InvalidValue { .. } => "invalid_value",
+            SkipReason::InvalidLabelValue { .. } => "invalid_label_value",
             SkipReason::InvalidCidr { .. } => "invalid_cidr",
             SkipReason::UnknownScheduler { .. } => "unknown_scheduler",
             SkipReason::InvalidSchedulerFlags { .. } => "invalid_scheduler_flags",

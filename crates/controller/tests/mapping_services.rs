@@ -8,6 +8,28 @@ use kube_ipvs_controller::{desired_service, Config, ServiceState};
 use kube_ipvs_model::Scheduler;
 use serde_json::json;
 
+/// A `service-proxy-name` label the API would not admit leaves the
+/// Service to nobody, named as skipped; the Service beside it is served.
+#[test]
+fn invalid_proxy_name_label_is_skipped_by_name() {
+    let bad = service(json!({
+        "metadata": {"namespace": "default", "name": "bad",
+                     "labels": {"service.kubernetes.io/service-proxy-name": "-kube ipvs-"}},
+        "spec": {"clusterIP": "10.96.0.2", "clusterIPs": ["10.96.0.2"],
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}
+    }));
+    let mut w = World::new().with(bad).with(cluster_ip("web", json!({})));
+    w.config.service_proxy_name = Some("kube-ipvs".to_owned());
+    assert!(desired_service(&w.snapshot, &w.config, &r("bad")).is_none());
+    assert_eq!(
+        w.skipped(),
+        ["Service default/bad: label service.kubernetes.io/service-proxy-name: \"-kube ipvs-\" is not a valid label value"]
+    );
+    w.config.service_proxy_name = None;
+    assert!(desired_service(&w.snapshot, &w.config, &r("bad")).is_none());
+    assert!(desired_service(&w.snapshot, &w.config, &r("web")).is_some());
+}
+
 #[test]
 fn not_proxied() {
     let labelled = |value: &str| {
@@ -70,10 +92,10 @@ fn not_proxied() {
             false,
         ),
         (
-            "unlabelled, we have a name",
+            "unlabelled, we have a name: kube-proxy's",
             cluster_ip("web", json!({})),
             Some("kube-ipvs"),
-            true,
+            false,
         ),
     ];
     for (what, svc, proxy_name, proxied) in cases {

@@ -31,15 +31,20 @@ pub fn node_name(source: &SourceArgs) -> Result<String> {
     Ok(name.trim().to_lowercase())
 }
 
-/// The events of the configured source: a watched directory or the API.
-pub async fn events(source: &SourceArgs, node: &str) -> Result<BoxStream<'static, SourceEvent>> {
+/// The events of the configured source: a watched directory or the API
+/// (watched with the selector of `proxy_name`).
+pub async fn events(
+    source: &SourceArgs,
+    node: &str,
+    proxy_name: Option<&str>,
+) -> Result<BoxStream<'static, SourceEvent>> {
     Ok(match &source.from_dir {
         Some(dir) => source::dir_source(dir.clone()).boxed(),
         None => {
             let client = source::client(source.kubeconfig.as_deref())
                 .await
                 .context("connecting to the Kubernetes API")?;
-            source::kube_source(client, node).boxed()
+            source::kube_source(client, node, proxy_name).boxed()
         }
     })
 }

@@ -34,7 +34,7 @@ pub async fn plan(args: PlanArgs) -> Result<ExitCode> {
         node_name: node.clone(),
         ..Config::from(&args.mapping)
     };
-    let mut stream = events(&args.source, &node).await?;
+    let mut stream = events(&args.source, &node, config.service_proxy_name.as_deref()).await?;
     let mut reader = Reader(SnapshotWriter::new(node, NodeAddresses::NodeObject));
     until_initialized(&mut stream, &mut reader).await?;
     let snapshot = reader.0.into_snapshot();

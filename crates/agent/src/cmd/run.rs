@@ -43,6 +43,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         node_name: node.clone(),
         ..Config::from(&args.mapping)
     };
+    let proxy_name = config.service_proxy_name.clone();
     let registry = Registry::new();
     let metrics = Metrics::register(&registry).context("registering metrics")?;
     let health = Health::new(args.ipvs_sync_period * 2);
@@ -56,7 +57,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         metrics.clone(),
         health.clone(),
     );
-    let stream = events(&args.source, &node).await?;
+    let stream = events(&args.source, &node, proxy_name.as_deref()).await?;
     let firewall_config = FirewallConfig::from(&args);
 
     if args.once {

@@ -21,6 +21,20 @@ use super::{Error, SourceEvent};
 pub const PROXY_LABEL_SELECTOR: &str =
     "!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless";
 
+/// The label selector for a proxy named `proxy_name` (`--service-proxy-name`):
+/// only the objects labelled with that name; without one, kube-proxy's
+/// [`PROXY_LABEL_SELECTOR`]. The EndpointSlice controller copies a Service's
+/// labels to its slices, so one selector serves both watches.
+pub fn proxy_label_selector(proxy_name: Option<&str>) -> String {
+    match proxy_name {
+        Some(name) => format!(
+            "{}={name},!service.kubernetes.io/headless",
+            kube_ipvs_controller::SERVICE_PROXY_NAME_LABEL
+        ),
+        None => PROXY_LABEL_SELECTOR.to_owned(),
+    }
+}
+
 /// A client from the given kubeconfig, or else inferred: `$KUBECONFIG`,
 /// `~/.kube/config`, then the in-cluster service account.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
@@ -41,7 +55,7 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
 }
 
 /// Watches Services and EndpointSlices cluster-wide (with
-/// [`PROXY_LABEL_SELECTOR`]) and the Node named `node_name`, with bookmarks.
+/// [`proxy_label_selector`]) and the Node named `node_name`, with bookmarks.
 ///
 /// Errors never end the stream: each is reported as
 /// [`SourceEvent::WatchError`], and the watch is retried with backoff; after
@@ -50,8 +64,9 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
 pub fn kube_source(
     client: Client,
     node_name: &str,
+    proxy_name: Option<&str>,
 ) -> impl Stream<Item = SourceEvent> + Send + 'static {
-    let selected = watcher::Config::default().labels(PROXY_LABEL_SELECTOR);
+    let selected = watcher::Config::default().labels(&proxy_label_selector(proxy_name));
     let node = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
     stream::select_all([
         watch(

@@ -15,11 +15,10 @@ use super::trim::Trim;
 use super::Error;
 
 /// Labels whose presence keeps an object out, as [`super::PROXY_LABEL_SELECTOR`]
-/// keeps it out of a watch.
-const EXCLUDING_LABELS: [&str; 2] = [
-    "service.kubernetes.io/service-proxy-name",
-    "service.kubernetes.io/headless",
-];
+/// keeps it out of a watch. `service-proxy-name` is not among them: whose
+/// Service it is depends on `--service-proxy-name`, and the mapping decides
+/// ([`kube_ipvs_controller::Config::proxies`]).
+const EXCLUDING_LABELS: [&str; 1] = ["service.kubernetes.io/headless"];
 
 /// A file, or one document of it, that was not used.
 #[derive(Debug, Clone, PartialEq, Eq)]

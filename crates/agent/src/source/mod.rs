@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 
-pub use cluster::{client, kube_source, PROXY_LABEL_SELECTOR};
+pub use cluster::{client, kube_source, proxy_label_selector, PROXY_LABEL_SELECTOR};
 pub use dir::dir_source;
 pub use manifest::{load_dir, DirContents, FileError, FileSkipReason};
 

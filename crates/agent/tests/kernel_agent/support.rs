@@ -60,6 +60,15 @@ pub fn reset() {
     sh("ip link set lo up");
 }
 
+/// Stops agents and removes what they leave in the kernel (the IPVS table,
+/// their dummy interfaces, the nftables table); network namespaces stay.
+pub fn reset_kernel() {
+    let _ = try_sh(
+        "pkill -x kube-ipvs; sleep 0.2; ipvsadm -C; ip link del kube-ipvs0 2>/dev/null; \
+         ip link del kube-ipvs1 2>/dev/null; nft delete table inet kube-ipvs 2>/dev/null; true",
+    );
+}
+
 /// A backend network namespace `b{n}` at 10.244.{n}.2 behind a veth pair,
 /// routing back through the node, with busybox httpd answering `b{n}`.
 pub fn backend(n: u8) {
@@ -190,10 +199,35 @@ impl Agent {
         Agent { child, log }
     }
 
+    /// Starts `kube-ipvs run --from-dir dir` with `args` only (no defaults).
+    pub fn start_args(dir: &Path, args: &[&str]) -> Agent {
+        let log = PathBuf::from(format!("/tmp/agent-{}.log", std::process::id()));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(agent_bin())
+            .args(["run", "--from-dir"])
+            .arg(dir)
+            .args(args)
+            .env("RUST_LOG", "info,kube_ipvs=debug")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("starting kube-ipvs");
+        Agent { child, log }
+    }
+
     /// Waits until `/healthz` answers 200.
     pub fn wait_healthy(&self) {
+        self.wait_healthy_on(10256);
+    }
+
+    /// Waits until `/healthz` on `127.0.0.1:port` answers 200.
+    pub fn wait_healthy_on(&self, port: u16) {
         wait_until("agent healthy", Duration::from_secs(60), || {
-            http_status("127.0.0.1", 10256, "/healthz") == 200
+            http_status("127.0.0.1", port, "/healthz") == 200
         });
     }
 
