@@ -146,7 +146,7 @@ impl<D: Dataplane> Reconciler<D> {
 
     /// Replaces the whole desired state, dumps the kernel and makes it match.
     pub async fn full_sync(&mut self, desired: DesiredState) -> Result<SyncReport, DataplaneError> {
-        self.intent = Intent::new(desired);
+        self.intent = Intent::succeed(&self.intent, desired);
         self.resync().await
     }
 

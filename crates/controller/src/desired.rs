@@ -66,6 +66,7 @@ pub fn desired_service_checked(
     let (scheduler, flags) = info.scheduler.resolve(&config.scheduler, &object, skipped);
     let mut out = Mapper {
         info,
+        node_addresses: snapshot.node_addresses(),
         scheduler,
         flags,
         object,
@@ -150,6 +151,8 @@ pub fn desired_service_checked(
 
 struct Mapper<'a> {
     info: &'a ServiceInfo,
+    /// The node's own addresses: never bound on the dummy interface.
+    node_addresses: &'a [IpAddr],
     scheduler: Scheduler,
     flags: ServiceFlags,
     object: String,
@@ -198,7 +201,11 @@ impl Mapper<'_> {
                 source_ranges,
             },
         );
-        if kind != VirtualServerKind::NodePort {
+        // An external or load-balancer IP that is already the node's is
+        // served where it is: binding it on the dummy interface would make
+        // it a VIP whose other ports the firewall closes (kube-proxy:
+        // `syncService` binds only when `shouldBind`, not for node IPs).
+        if kind != VirtualServerKind::NodePort && !self.node_addresses.contains(&address) {
             self.state.addresses.insert(address);
         }
     }

@@ -22,6 +22,9 @@ pub struct Intent {
     real_servers: usize,
     /// The node's addresses the desired state was mapped with.
     node_addresses: BTreeSet<IpAddr>,
+    /// Keys this agent wanted once and wants no more: its own to delete even
+    /// on an address it does not own (an external IP that is the node's).
+    released: BTreeSet<VirtualServerKey>,
 }
 
 impl Intent {
@@ -35,6 +38,25 @@ impl Intent {
             intent.replace(service, Some(state));
         }
         intent
+    }
+
+    /// Indexes a whole desired state that follows `previous`: the keys
+    /// `previous` wanted and this one does not stay the agent's to delete.
+    pub fn succeed(previous: &Intent, desired: DesiredState) -> Self {
+        let mut intent = Intent::new(desired);
+        intent.released = previous
+            .released
+            .iter()
+            .chain(previous.owners.keys())
+            .filter(|k| !intent.owners.contains_key(*k))
+            .copied()
+            .collect();
+        intent
+    }
+
+    /// Whether the agent wanted `key` and wants it no more.
+    pub fn released(&self, key: &VirtualServerKey) -> bool {
+        self.released.contains(key)
     }
 
     /// The node's addresses the desired state was mapped with (NodePort
@@ -83,11 +105,19 @@ impl Intent {
                 scope.keys.insert(*key);
                 self.owners.entry(*key).or_default().insert(service.clone());
             }
+
             for address in &new.addresses {
                 scope.addresses.insert(*address);
                 *self.address_users.entry(*address).or_default() += 1;
             }
             self.services.insert(service, new);
+        }
+        for key in &touched {
+            if self.owners.contains_key(key) {
+                self.released.remove(key);
+            } else {
+                self.released.insert(*key);
+            }
         }
         self.real_servers += self.real_servers_at(&touched);
         scope

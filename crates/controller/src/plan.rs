@@ -48,7 +48,8 @@ impl PlanConfig {
     }
 
     /// Whether the agent owns a virtual server in the kernel: its address is
-    /// bound on the dummy interface (or about to be), or it is on a node
+    /// bound on the dummy interface (or about to be), the agent wanted this
+    /// very key before (an external IP that is the node's), or it is on a node
     /// address (as the desired state was mapped with) with a port in the
     /// node-port range; never when excluded.
     pub fn owns(&self, key: &VirtualServerKey, bound: &BTreeSet<IpAddr>, wanted: &Intent) -> bool {
@@ -60,6 +61,7 @@ impl PlanConfig {
         }
         bound.contains(&address)
             || wanted.wants_address(address)
+            || wanted.released(key)
             || (wanted.node_addresses().contains(&address) && self.node_port_range.contains(&port))
     }
 }

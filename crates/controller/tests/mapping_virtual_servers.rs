@@ -304,3 +304,43 @@ fn sctp_and_udp_match_ports_by_name_and_protocol() {
         ],
     );
 }
+
+/// An external IP or load-balancer IP that is the node's own address is
+/// served there but never bound on the dummy interface (kube-proxy:
+/// `pkg/proxy/ipvs/proxier.go` `syncService` binds an address only when
+/// it is not already the node's).
+#[test]
+fn node_addresses_as_external_and_load_balancer_ips_are_not_bound() {
+    let svc = cluster_ip(
+        "edge",
+        json!({"type": "LoadBalancer", "externalIPs": ["192.168.0.10", "203.0.113.7"],
+               "ports": [{"name": "https", "port": 8443, "nodePort": 30443}]}),
+    );
+    let mut svc = svc;
+    svc.status = Some(
+        serde_json::from_value(json!({"loadBalancer": {"ingress": [{"ip": "192.168.0.11"}]}}))
+            .unwrap(),
+    );
+    let mut w = World::new().with(svc);
+    w.snapshot.set_node_addresses(vec![
+        "192.168.0.10".parse().unwrap(),
+        "192.168.0.11".parse().unwrap(),
+    ]);
+    let lines = w.vs("edge");
+    for want in [
+        "ExternalIP TCP 192.168.0.10:8443 https ->",
+        "ExternalIP TCP 203.0.113.7:8443 https ->",
+        "LoadBalancer TCP 192.168.0.11:8443 https ->",
+    ] {
+        assert!(lines.iter().any(|l| l == want), "{want} in {lines:?}");
+    }
+    let d = w.desired();
+    assert_eq!(
+        d.services[&r("edge")].addresses,
+        [
+            "10.96.0.10".parse().unwrap(),
+            "203.0.113.7".parse().unwrap()
+        ]
+        .into()
+    );
+}

@@ -647,3 +647,84 @@ fn counts_follow_changes_and_conflicts() {
     assert_eq!(intent.counts(), (0, 0));
     assert_eq!(intent.counts(), walk(&intent));
 }
+
+/// A Service whose external IP is the node's own address owns only the
+/// virtual servers it wants there: a foreign virtual server on another port
+/// of that address survives a full plan, and the Service's own goes when
+/// the Service does (kube-proxy binds no node address, `syncService`).
+#[test]
+fn a_node_address_as_external_ip_owns_only_its_own_keys() {
+    let node_ip = "192.168.0.10";
+    let mut edge = service(node_ip, Protocol::Tcp, 8443, &["10.244.0.1"]);
+    edge.addresses.clear();
+    let want = DesiredState {
+        node_addresses: BTreeSet::from([ip(node_ip)]),
+        ..desired(vec![("edge", edge)])
+    };
+    let mut observed = Observed::from_dump(
+        vec![(
+            DumpedVirtualServer {
+                service: VirtualServer::new(key(Protocol::Tcp, node_ip, 443), Scheduler::Wlc),
+                stats: Stats::default(),
+            },
+            vec![],
+        )],
+        [],
+    );
+    let ops = full(&observed, &want, &PlanConfig::default());
+    assert!(
+        !ops.iter().any(|op| matches!(op, Op::BindAddress(_))),
+        "nothing bound: {ops:?}"
+    );
+    assert!(
+        !ops.contains(&Op::Ipvs(Operation::DelService(key(
+            Protocol::Tcp,
+            node_ip,
+            443
+        )))),
+        "the foreign virtual server stays: {ops:?}"
+    );
+    for op in &ops {
+        observed.record(op);
+    }
+    assert!(observed
+        .virtual_servers
+        .contains_key(&key(Protocol::Tcp, node_ip, 8443)));
+
+    // The Service goes: its own virtual server goes with it, the foreign stays.
+    let mut intent = Intent::new(want.clone());
+    let scope = intent.replace(ServiceRef::new("default", "edge"), None);
+    assert_eq!(
+        scoped(&observed, &intent, &scope),
+        vec![Op::Ipvs(Operation::DelService(key(
+            Protocol::Tcp,
+            node_ip,
+            8443
+        )))]
+    );
+    // So does a full plan after the Service went, with no event to scope it.
+    let after = Intent::succeed(
+        &Intent::new(want),
+        DesiredState {
+            node_addresses: BTreeSet::from([ip(node_ip)]),
+            ..DesiredState::default()
+        },
+    );
+    let ops = plan(
+        &observed,
+        &after,
+        Extent::All,
+        &PlanConfig::default(),
+        &Draining::new(),
+        Instant::now(),
+    )
+    .ops;
+    assert_eq!(
+        ops,
+        vec![Op::Ipvs(Operation::DelService(key(
+            Protocol::Tcp,
+            node_ip,
+            8443
+        )))]
+    );
+}

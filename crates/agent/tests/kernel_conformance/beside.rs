@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::lab::{lab, tcp, Answer, NODE};
+use crate::lab::{ip, lab, node_listener, tcp, Answer, CLIENT, NODE};
 use crate::manifests::{list, service, slice, Port};
 use crate::support::{reset_kernel, sh, Agent, Manifests};
 
@@ -109,4 +109,85 @@ fn service_proxy_name_serves_exactly_the_labelled_services() {
         matches!(tcp("client", NODE, 30081), Answer::From { ref pod, .. } if pod == "p2"),
         "without a name, the unlabelled Service is served"
     );
+}
+
+/// External IPs and load-balancer IPs that are node addresses: the agent
+/// serves the Service's port there, binds nothing, closes no other port of
+/// the node, and deletes no virtual server it did not make on that address
+/// (kube-proxy: `pkg/proxy/ipvs/proxier.go` `syncService` binds an address
+/// only when it is not the node's; kube-ipvs owns only the keys it wanted
+/// there). The node's own listener on another port keeps answering an
+/// outside client, and a foreign virtual server on the node address stays.
+#[test]
+#[ignore = "needs root and IPVS: run in the VM"]
+fn a_node_address_as_external_ip_is_served_and_nothing_else_changes() {
+    lab();
+    reset_kernel();
+    node_listener(2222);
+    sh(&format!("ipvsadm -A -t {NODE}:443 -s wlc"));
+    let dir = Manifests::new("conformance-node-address");
+    let port = [("https", "TCP", 10000, 0)];
+    dir.write(
+        "edge.json",
+        &list(vec![
+            service(
+                "edge",
+                "ClusterIP",
+                "10.96.2.1",
+                &port,
+                json!({"externalIPs": [NODE]}),
+                json!({}),
+            ),
+            slice("edge", &port, &[("10.244.1.2", "node-1", true)], json!({})),
+        ]),
+    );
+    assert_eq!(
+        tcp("client", NODE, 2222),
+        Answer::From {
+            pod: "node".into(),
+            client: ip(CLIENT)
+        },
+        "before the agent"
+    );
+    let agent = Agent::start(&dir.dir, &["--nodeport-addresses", "192.168.100.0/24"]);
+    agent.wait_healthy();
+    assert!(
+        matches!(tcp("client", NODE, 10000), Answer::From { ref pod, .. } if pod == "p1"),
+        "the external IP's port is served"
+    );
+    assert_eq!(
+        tcp("client", NODE, 2222),
+        Answer::From {
+            pod: "node".into(),
+            client: ip(CLIENT)
+        },
+        "the node's own listener on another port still answers"
+    );
+    let addresses = sh("ip -o addr show dev kube-ipvs0");
+    assert!(
+        !addresses.contains(NODE),
+        "the node address is not bound: {addresses}"
+    );
+    let listed = sh("ipvsadm -Sn");
+    assert!(
+        listed.contains(&format!("{NODE}:443")),
+        "the foreign virtual server stays: {listed}"
+    );
+
+    // The Service goes: its virtual server goes, the foreign one stays.
+    dir.write("edge.json", &list(vec![]));
+    crate::support::wait_until(
+        "the Service's virtual server gone",
+        std::time::Duration::from_secs(20),
+        || !sh("ipvsadm -Sn").contains(&format!("{NODE}:10000")),
+    );
+    assert!(sh("ipvsadm -Sn").contains(&format!("{NODE}:443")));
+    assert_eq!(
+        tcp("client", NODE, 2222),
+        Answer::From {
+            pod: "node".into(),
+            client: ip(CLIENT)
+        }
+    );
+    agent.stop();
 }

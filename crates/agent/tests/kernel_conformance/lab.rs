@@ -95,6 +95,24 @@ fn enter(ns: &str) {
     }
 }
 
+/// A listener of the node's own on `port` (all addresses), answering as
+/// the pods do with `"node <client address>"`. Started once per port.
+pub fn node_listener(port: u16) {
+    static STARTED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut started = STARTED.lock().unwrap();
+    if started.contains(&port) {
+        return;
+    }
+    let tcp = TcpListener::bind(("0.0.0.0", port)).unwrap();
+    std::thread::spawn(move || {
+        for mut stream in tcp.incoming().flatten() {
+            let peer = stream.peer_addr().map(|p| p.ip().to_string());
+            let _ = stream.write_all(format!("node {}", peer.unwrap_or_default()).as_bytes());
+        }
+    });
+    started.push(port);
+}
+
 fn serve(pod: &'static str) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
