@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
-    plan, DesiredState, Draining, Extent, Intent, Observed, Op, PlanConfig, Scope, ServiceRef,
+    plan, DesiredState, Draining, Extent, Intent, Observed, PlanConfig, Scope, ServiceRef,
     ServiceState,
 };
-use kube_ipvs_netlink::{Operation, Protocol, RealServerKey, VirtualServerKey};
+use kube_ipvs_netlink::VirtualServerKey;
 use serde::Serialize;
 
 use crate::dataplane::{Dataplane, DataplaneError};
@@ -75,9 +75,6 @@ pub struct SyncReport {
     pub sendmsg_calls: usize,
     /// Whether the sync dumped the kernel first.
     pub dumped: bool,
-    /// UDP real servers this sync removed, whose conntrack entries must go.
-    #[serde(skip)]
-    pub removed_udp: Vec<(VirtualServerKey, RealServerKey)>,
     /// How long it took.
     #[serde(serialize_with = "as_millis")]
     pub duration: Duration,
@@ -223,16 +220,6 @@ impl<D: Dataplane> Reconciler<D> {
                 Ok(()) => {
                     self.observed.record(op);
                     report.writes += 1;
-                    if let Op::Ipvs(Operation::DelDest(
-                        key @ VirtualServerKey::Inet {
-                            protocol: Protocol::Udp,
-                            ..
-                        },
-                        rs,
-                    )) = op
-                    {
-                        report.removed_udp.push((*key, *rs));
-                    }
                     "success"
                 }
                 Err(e) => {

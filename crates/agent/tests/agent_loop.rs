@@ -13,13 +13,13 @@ use kube::runtime::watcher::Event;
 use kube_ipvs::agent::{Agent, Timing};
 use kube_ipvs::dataplane::MemoryDataplane;
 use kube_ipvs::firewall::{
-    worker, FirewallConfig, FirewallFeed, MemoryPacketFilter, StaleUdpFlows,
+    worker, FirewallConfig, FirewallFeed, MemoryFilterState, MemoryPacketFilter,
 };
 use kube_ipvs::health::Health;
 use kube_ipvs::metrics::Metrics;
 use kube_ipvs::reconcile::{Reconciler, SyncKind, SyncReport};
 use kube_ipvs::source::SourceEvent;
-use kube_ipvs_controller::{Config, Op, PlanConfig};
+use kube_ipvs_controller::{Config, Op, PlanConfig, UdpFrontend};
 use kube_ipvs_netlink::{
     Operation, Protocol, RealServer, RealServerKey, Scheduler, VirtualServer, VirtualServerKey,
 };
@@ -464,12 +464,30 @@ async fn network_programming_latency_runs_from_the_trigger_time() {
     assert!((3.0..10.0).contains(&seconds), "{seconds}");
 }
 
+fn frontend_serving(state: &MemoryFilterState, n: usize) -> Vec<IpAddr> {
+    state.reconciled[n]
+        .0
+         .0
+        .get(&UdpFrontend::Address(ip("10.96.0.10"), 53))
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default()
+}
+
+/// Waits until the filter has been called `n` times in all.
+async fn calls_reach(calls: &mut watch::Receiver<usize>, n: usize, within: Duration) {
+    tokio::time::timeout(within, calls.wait_for(|c| *c >= n))
+        .await
+        .expect("the packet filter called in time")
+        .unwrap();
+}
+
 /// The packet filter follows the syncs: the first full sync hands it a
-/// ruleset with every VIP and Service port, an endpoint change that writes
-/// to the kernel hands it the new one, and a removed UDP endpoint's flows
-/// are forgotten (kube-proxy: `pkg/proxy/ipvs/proxier.go` `syncProxyRules`
-/// writes its ipsets after the virtual servers; `pkg/proxy/conntrack`
-/// `CleanStaleEntries` clears flows of deleted UDP endpoints).
+/// ruleset with every VIP and Service port and the UDP frontends with
+/// their serving endpoints; an endpoint change that writes to the kernel
+/// hands it both again, and the removed endpoint's flows are then stale
+/// (kube-proxy: `pkg/proxy/ipvs/proxier.go` `syncProxyRules` writes its
+/// ipsets after the virtual servers; `pkg/proxy/conntrack/cleanup.go`
+/// `CleanStaleEntries` runs after each sync).
 #[tokio::test(start_paused = true)]
 async fn the_packet_filter_follows_the_syncs() {
     let filter = MemoryPacketFilter::new();
@@ -481,10 +499,7 @@ async fn the_packet_filter_follows_the_syncs() {
     );
     let (kind, _) = h.next_sync().await;
     assert_eq!(kind, SyncKind::Full);
-    tokio::time::timeout(Duration::from_secs(1), calls.changed())
-        .await
-        .expect("the ruleset within a second")
-        .unwrap();
+    calls_reach(&mut calls, 2, Duration::from_secs(1)).await;
     {
         let state = filter.state();
         assert_eq!(state.applied.len(), 1);
@@ -492,6 +507,11 @@ async fn the_packet_filter_follows_the_syncs() {
         assert!(sets.vips.contains(&ip("10.96.0.10")), "{sets:?}");
         assert_eq!(sets.services.len(), 1, "{sets:?}");
         assert_eq!(sets.hairpin.len(), 2, "{sets:?}");
+        assert_eq!(
+            frontend_serving(&state, 0),
+            [ip("10.244.0.1"), ip("10.244.0.2")]
+        );
+        assert!(state.reconciled[0].1.is_empty());
     }
 
     h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
@@ -502,24 +522,46 @@ async fn the_packet_filter_follows_the_syncs() {
     let (kind, report) = h.next_sync().await;
     assert_eq!(kind, SyncKind::Incremental);
     assert_eq!(report.operations.get("del_dest"), Some(&1), "{report:?}");
-    // Two calls: the new ruleset (one hairpin entry fewer) and the flows.
-    let both = async {
-        while filter.state().forgotten.is_empty() || filter.state().applied.len() < 2 {
-            calls.changed().await.unwrap();
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(1), both)
-        .await
-        .expect("the ruleset and the flows within a second, before any resync");
+    calls_reach(&mut calls, 4, Duration::from_secs(1)).await;
     let state = filter.state();
     assert_eq!(state.applied[1].ipv4.hairpin.len(), 1);
-    assert_eq!(
-        state.forgotten,
-        [StaleUdpFlows {
-            vip: ip("10.96.0.10"),
-            vport: 53,
-            endpoint: ip("10.244.0.2"),
-            eport: 8080,
-        }]
+    assert_eq!(frontend_serving(&state, 1), [ip("10.244.0.1")]);
+}
+
+/// A Service deleted takes every flow to its frontends with it, and a
+/// clean-up that fails is tried again with backoff until it succeeds, the
+/// gone frontends still named (`pkg/proxy/conntrack/cleanup.go`; kube-ipvs
+/// also cleans the flows of deleted Services and retries).
+#[tokio::test(start_paused = true)]
+async fn flows_of_a_deleted_service_go_and_a_failed_clean_up_is_retried() {
+    let filter = MemoryPacketFilter::new();
+    let mut calls = filter.calls();
+    let mut h = Harness::start_with(timing(), Some(filter.clone()));
+    let dns = service("dns", "10.96.0.10", "UDP", 53);
+    h.initial(
+        vec![dns.clone()],
+        vec![slice("dns", "UDP", &["10.244.0.1"])],
     );
+    h.next_sync().await;
+    calls_reach(&mut calls, 2, Duration::from_secs(1)).await;
+
+    filter.state().fail_udp = 1;
+    h.send(SourceEvent::Services(Event::Delete(dns)));
+    h.next_sync().await;
+    calls_reach(&mut calls, 4, Duration::from_millis(500)).await;
+    let failed_at = Instant::now();
+    calls_reach(&mut calls, 5, Duration::from_secs(5)).await;
+    assert!(
+        Instant::now() >= failed_at + Duration::from_secs(1),
+        "retried after backoff"
+    );
+    let state = filter.state();
+    let gone = [UdpFrontend::Address(ip("10.96.0.10"), 53)].into();
+    assert_eq!(state.reconciled.len(), 3);
+    assert_eq!(state.reconciled[1].1, gone, "the failed try");
+    assert_eq!(
+        state.reconciled[2].1, gone,
+        "the retry still names what is gone"
+    );
+    assert!(state.reconciled[2].0 .0.is_empty());
 }

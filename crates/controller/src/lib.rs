@@ -12,6 +12,8 @@
 //! - [`intent`]: the desired state indexed for planning, and the [`Scope`]
 //!   a change touches.
 //! - [`plan`]: the operations ([`op`]) that turn one into the other.
+//! - [`udp_flows`]: which UDP flows each frontend's endpoints may answer,
+//!   for the conntrack clean-up.
 
 pub mod config;
 pub mod desired;
@@ -29,6 +31,7 @@ pub mod skip;
 pub mod slice;
 pub mod snapshot;
 pub mod state;
+pub mod udp_flows;
 
 pub use config::Config;
 pub use desired::{desired, desired_service, desired_service_checked};
@@ -44,3 +47,4 @@ pub use skip::{SkipKind, SkipReason, Skipped};
 pub use slice::{EndpointInfo, SliceInfo, SlicePort};
 pub use snapshot::{Changed, Snapshot};
 pub use state::{DesiredState, DesiredVirtualServer, ServiceState, VirtualServerKind};
+pub use udp_flows::{udp_frontends, UdpFrontend, UdpFrontends};

@@ -29,6 +29,8 @@ use netlink_packet_netfilter::{
 };
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr as NetlinkAddr};
 
+use kube_ipvs_model::AddressFamily;
+
 use crate::error::{invalid_data, Error};
 use crate::packet::conntrack::{delete_message, messages, parse_flow};
 
@@ -80,23 +82,39 @@ impl Conntrack {
     /// address family; returns how many entries went.
     pub fn delete_stale(&mut self, stale: &[StaleUdpFlows]) -> Result<usize, Error> {
         let mut deleted = 0;
-        for family in [NetfilterProtoFamily::IPv4, NetfilterProtoFamily::IPv6] {
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let wanted: Vec<&StaleUdpFlows> = stale
                 .iter()
-                .filter(|s| family_of(&s.vip) == u8::from(family))
+                .filter(|s| AddressFamily::of(&s.vip) == family)
                 .collect();
-            if wanted.is_empty() {
-                continue;
+            if !wanted.is_empty() {
+                deleted +=
+                    self.delete_matching(family, |flow| wanted.iter().any(|s| s.matches(flow)))?;
             }
-            let doomed: BTreeSet<Flow> = self
-                .dump(family)?
-                .into_iter()
-                .filter(|flow| wanted.iter().any(|s| s.matches(flow)))
-                .collect();
-            for flow in &doomed {
-                if self.delete(flow)? {
-                    deleted += 1;
-                }
+        }
+        Ok(deleted)
+    }
+
+    /// Dumps `family`'s table once and deletes every entry `doomed` picks;
+    /// returns how many entries went (one already gone does not count).
+    pub fn delete_matching(
+        &mut self,
+        family: AddressFamily,
+        doomed: impl Fn(&Flow) -> bool,
+    ) -> Result<usize, Error> {
+        let family = match family {
+            AddressFamily::Inet => NetfilterProtoFamily::IPv4,
+            AddressFamily::Inet6 => NetfilterProtoFamily::IPv6,
+        };
+        let doomed: BTreeSet<Flow> = self
+            .dump(family)?
+            .into_iter()
+            .filter(|f| doomed(f))
+            .collect();
+        let mut deleted = 0;
+        for flow in &doomed {
+            if self.delete(flow)? {
+                deleted += 1;
             }
         }
         Ok(deleted)
@@ -187,12 +205,5 @@ impl Conntrack {
         packet.serialize(&mut buffer);
         self.socket.send(&buffer, 0)?;
         Ok(self.sequence)
-    }
-}
-
-fn family_of(address: &IpAddr) -> u8 {
-    match address {
-        IpAddr::V4(_) => u8::from(NetfilterProtoFamily::IPv4),
-        IpAddr::V6(_) => u8::from(NetfilterProtoFamily::IPv6),
     }
 }

@@ -296,7 +296,12 @@ impl<D: Dataplane> Agent<D> {
             "synced"
         );
         if let Some(feed) = &self.firewall {
-            feed.after_sync(kind, report, self.reconciler.intent());
+            feed.after_sync(
+                kind,
+                report,
+                self.reconciler.intent(),
+                self.writer.snapshot(),
+            );
         }
         self.syncs.send_replace(Some((kind, report.clone())));
     }

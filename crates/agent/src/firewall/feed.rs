@@ -1,9 +1,8 @@
 //! What the loop hands the packet-filter worker after each sync.
 
-use kube_ipvs_controller::Intent;
-use kube_ipvs_netlink::VirtualServerKey;
+use kube_ipvs_controller::{udp_frontends, Intent, Snapshot};
 
-use super::{FirewallConfig, FirewallHandle, Ruleset, StaleUdpFlows};
+use super::{FirewallConfig, FirewallHandle, Ruleset};
 use crate::reconcile::{SyncKind, SyncReport};
 
 /// Keeps the node's packet filter in step with the virtual servers.
@@ -19,29 +18,24 @@ impl FirewallFeed {
         FirewallFeed { handle, config }
     }
 
-    /// Hands the worker the ruleset of the desired state and the UDP real
-    /// servers the sync removed. The ruleset is rebuilt only when the kernel
-    /// changed or after a full sync.
-    pub fn after_sync(&self, kind: SyncKind, report: &SyncReport, intent: &Intent) {
-        if report.writes > 0 || kind == SyncKind::Full {
+    /// Hands the worker the ruleset of the desired state and the UDP
+    /// frontends whose stale flows go. Both are rebuilt only when the
+    /// kernel changed or after a full sync; a full sync also has the UDP
+    /// flows checked again when nothing changed, as kube-proxy checks them
+    /// on every sync (`pkg/proxy/conntrack/cleanup.go` `CleanStaleEntries`).
+    pub fn after_sync(
+        &self,
+        kind: SyncKind,
+        report: &SyncReport,
+        intent: &Intent,
+        snapshot: &Snapshot,
+    ) {
+        let full = kind == SyncKind::Full;
+        if report.writes > 0 || full {
             self.handle
                 .apply(Ruleset::from_intent(intent, &self.config));
+            self.handle
+                .reconcile_udp(udp_frontends(snapshot, intent), full);
         }
-        let stale: Vec<StaleUdpFlows> = report
-            .removed_udp
-            .iter()
-            .filter_map(|(key, rs)| {
-                let VirtualServerKey::Inet { address, port, .. } = *key else {
-                    return None;
-                };
-                Some(StaleUdpFlows {
-                    vip: address,
-                    vport: port,
-                    endpoint: rs.address,
-                    eport: rs.port,
-                })
-            })
-            .collect();
-        self.handle.forget_udp_flows(stale);
     }
 }

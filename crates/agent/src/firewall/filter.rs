@@ -5,12 +5,30 @@
 //! Blocking: the kernel implementation runs `nft` and waits for it; the
 //! worker calls it through `tokio::task::spawn_blocking`.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use kube_ipvs_controller::{UdpFrontend, UdpFrontends};
+use kube_ipvs_netlink::AddressFamily;
 use tokio::sync::watch;
 
-use super::{Conntrack, Firewall, FirewallError, Ruleset, StaleUdpFlows, SyncReport};
+use super::{Conntrack, Firewall, FirewallError, Flow, Ruleset, SyncReport};
+
+/// `IPPROTO_UDP`.
+const UDP: u8 = 17;
+
+/// Whether conntrack entry `flow` is a stale UDP flow: to a frontend whose
+/// serving endpoints did not answer it, or to a frontend that is gone.
+pub fn stale_udp(flow: &Flow, frontends: &UdpFrontends, gone: &BTreeSet<UdpFrontend>) -> bool {
+    if flow.original.protocol != UDP {
+        return false;
+    }
+    let destination = flow.original.destination;
+    frontends.stale(destination.ip(), destination.port(), flow.reply.source.ip())
+        || gone.contains(&UdpFrontend::Address(destination.ip(), destination.port()))
+        || gone.contains(&UdpFrontend::NodePort(destination.port()))
+}
 
 /// What the loop needs from the node's packet filter.
 pub trait PacketFilter: Send + 'static {
@@ -18,9 +36,14 @@ pub trait PacketFilter: Send + 'static {
     /// already does).
     fn apply(&mut self, ruleset: &Ruleset) -> Result<SyncReport, FirewallError>;
 
-    /// Deletes the conntrack entries of the given UDP flows; returns how many
-    /// entries went.
-    fn forget_udp_flows(&mut self, stale: &[StaleUdpFlows]) -> Result<usize, FirewallError>;
+    /// Deletes the conntrack entries of stale UDP flows ([`stale_udp`]):
+    /// flows to `frontends` not answered by their serving endpoints, and
+    /// flows to frontends `gone`. Returns how many entries went.
+    fn reconcile_udp_flows(
+        &mut self,
+        frontends: &UdpFrontends,
+        gone: &BTreeSet<UdpFrontend>,
+    ) -> Result<usize, FirewallError>;
 }
 
 /// The kernel's `inet kube-ipvs` table and conntrack.
@@ -43,14 +66,24 @@ impl PacketFilter for KernelPacketFilter {
         self.table.sync(ruleset)
     }
 
-    fn forget_udp_flows(&mut self, stale: &[StaleUdpFlows]) -> Result<usize, FirewallError> {
+    fn reconcile_udp_flows(
+        &mut self,
+        frontends: &UdpFrontends,
+        gone: &BTreeSet<UdpFrontend>,
+    ) -> Result<usize, FirewallError> {
+        if frontends.0.is_empty() && gone.is_empty() {
+            return Ok(0);
+        }
         let mut conntrack = match self.conntrack.take() {
             Some(ct) => ct,
             None => Conntrack::open().map_err(FirewallError::Conntrack)?,
         };
-        let deleted = conntrack
-            .delete_stale(stale)
-            .map_err(FirewallError::Conntrack)?;
+        let mut deleted = 0;
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            deleted += conntrack
+                .delete_matching(family, |flow| stale_udp(flow, frontends, gone))
+                .map_err(FirewallError::Conntrack)?;
+        }
         self.conntrack = Some(conntrack);
         Ok(deleted)
     }
@@ -61,8 +94,11 @@ impl PacketFilter for KernelPacketFilter {
 pub struct MemoryFilterState {
     /// Every ruleset applied, in order (unchanged ones are not applied again).
     pub applied: Vec<Ruleset>,
-    /// Every UDP flow it was asked to forget, in order.
-    pub forgotten: Vec<StaleUdpFlows>,
+    /// Every UDP reconciliation asked for, in order: the frontends and the
+    /// frontends gone.
+    pub reconciled: Vec<(UdpFrontends, BTreeSet<UdpFrontend>)>,
+    /// Reconciliations that will fail, the next ones asked for.
+    pub fail_udp: usize,
 }
 
 /// A [`PacketFilter`] that records instead of touching the kernel.
@@ -113,9 +149,95 @@ impl PacketFilter for MemoryPacketFilter {
         })
     }
 
-    fn forget_udp_flows(&mut self, stale: &[StaleUdpFlows]) -> Result<usize, FirewallError> {
-        self.state().forgotten.extend_from_slice(stale);
+    fn reconcile_udp_flows(
+        &mut self,
+        frontends: &UdpFrontends,
+        gone: &BTreeSet<UdpFrontend>,
+    ) -> Result<usize, FirewallError> {
+        let failed = {
+            let mut state = self.state();
+            state.reconciled.push((frontends.clone(), gone.clone()));
+            let failed = state.fail_udp > 0;
+            state.fail_udp = state.fail_udp.saturating_sub(1);
+            failed
+        };
         self.called();
-        Ok(stale.len())
+        if failed {
+            return Err(FirewallError::Conntrack(
+                kube_ipvs_netlink::Error::DumpConntrack(std::io::Error::other("injected failure")),
+            ));
+        }
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, SocketAddr};
+
+    use kube_ipvs_controller::{UdpFrontend, UdpFrontends};
+
+    use super::{stale_udp, Flow};
+    use crate::firewall::FlowTuple;
+
+    fn flow(protocol: u8, to: &str, reply_from: &str) -> Flow {
+        let to: SocketAddr = to.parse().unwrap();
+        let from: SocketAddr = reply_from.parse().unwrap();
+        let client: SocketAddr = "192.168.100.2:40000".parse().unwrap();
+        Flow {
+            original: FlowTuple {
+                protocol,
+                source: client,
+                destination: to,
+            },
+            reply: FlowTuple {
+                protocol,
+                source: from,
+                destination: client,
+            },
+            zone: None,
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn stale_udp_flows_by_serving_endpoint_and_gone_frontend() {
+        let frontends = UdpFrontends(
+            [(
+                UdpFrontend::Address(ip("10.96.0.10"), 53),
+                [ip("10.244.1.2")].into(),
+            )]
+            .into(),
+        );
+        let none = Default::default();
+        assert!(!stale_udp(
+            &flow(17, "10.96.0.10:53", "10.244.1.2:5353"),
+            &frontends,
+            &none
+        ));
+        assert!(stale_udp(
+            &flow(17, "10.96.0.10:53", "10.244.2.2:5353"),
+            &frontends,
+            &none
+        ));
+        assert!(!stale_udp(
+            &flow(6, "10.96.0.10:53", "10.244.2.2:5353"),
+            &frontends,
+            &none
+        ));
+        assert!(!stale_udp(
+            &flow(17, "10.96.0.11:53", "10.244.2.2:5353"),
+            &frontends,
+            &none
+        ));
+        let gone = [UdpFrontend::NodePort(30053)].into();
+        assert!(stale_udp(
+            &flow(17, "192.168.0.10:30053", "10.244.1.2:5353"),
+            &frontends,
+            &gone
+        ));
     }
 }

@@ -1,24 +1,35 @@
 //! Runs the packet filter beside the reconcile loop.
 //!
 //! Replacing the nftables table runs `nft` and can take a while at scale;
-//! conntrack cleanup dumps the conntrack table. Neither may hold up IPVS
-//! programming, so the loop hands the latest ruleset and the removed UDP
-//! real servers to this worker and goes on. Rulesets coalesce: only the
-//! newest one is applied.
+//! the UDP conntrack clean-up dumps the conntrack table. Neither may hold up
+//! IPVS programming, so the loop hands the latest ruleset and UDP frontends
+//! to this worker and goes on. Both coalesce: only the newest is applied. A
+//! failed UDP clean-up is retried with backoff until one succeeds, and the
+//! frontends gone since the last success are cleaned then.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use kube_ipvs_controller::{UdpFrontend, UdpFrontends};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::{FirewallError, PacketFilter, Ruleset, StaleUdpFlows};
+use super::{FirewallError, PacketFilter, Ruleset};
 use crate::error::Chain;
 use crate::metrics::Metrics;
+
+/// The first retry of a failed UDP clean-up; each next one waits twice as
+/// long, up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between two tries of a failed UDP clean-up.
+const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// The loop's handle on the worker.
 #[derive(Clone, Debug)]
 pub struct FirewallHandle {
     rulesets: watch::Sender<Option<Arc<Ruleset>>>,
-    stale: mpsc::UnboundedSender<Vec<StaleUdpFlows>>,
+    udp: watch::Sender<Option<Arc<UdpFrontends>>>,
 }
 
 impl FirewallHandle {
@@ -33,20 +44,23 @@ impl FirewallHandle {
         });
     }
 
-    /// Asks for the conntrack entries of removed UDP real servers to go.
-    pub fn forget_udp_flows(&self, stale: Vec<StaleUdpFlows>) {
-        if !stale.is_empty() {
-            // The worker lives as long as the handle's loop; a send can only
-            // fail after it stopped, when there is nothing left to clean.
-            let _ = self.stale.send(stale);
-        }
+    /// Asks for the stale UDP flows of `frontends` to be cleaned: at once
+    /// when they changed, or when `always` (a periodic check).
+    pub fn reconcile_udp(&self, frontends: UdpFrontends, always: bool) {
+        self.udp.send_if_modified(|current| {
+            if !always && current.as_deref() == Some(&frontends) {
+                return false;
+            }
+            *current = Some(Arc::new(frontends));
+            true
+        });
     }
 }
 
 /// The one place a failure of the packet filter is logged and counted.
 fn log_error(what: &str, e: &FirewallError, metrics: &Metrics) {
     metrics.sync_errors.inc();
-    tracing::warn!(error = %Chain(e), "{what} failed; retried on the next change or resync");
+    tracing::warn!(error = %Chain(e), "{what} failed; retried");
 }
 
 /// Runs `f` on `filter` on a blocking thread and gives the filter back;
@@ -69,15 +83,56 @@ async fn blocking<F: PacketFilter, T: Send + 'static>(
     }
 }
 
+/// The UDP clean-up's progress: what the last success cleaned against,
+/// and when a failed one is tried again.
+#[derive(Default)]
+struct UdpProgress {
+    cleaned: Option<Arc<UdpFrontends>>,
+    retry_at: Option<Instant>,
+    failures: u32,
+}
+
+impl UdpProgress {
+    /// The frontends gone since the last success.
+    fn gone(&self, frontends: &UdpFrontends) -> BTreeSet<UdpFrontend> {
+        self.cleaned
+            .as_deref()
+            .map(|c| c.gone_in(frontends))
+            .unwrap_or_default()
+    }
+
+    fn succeeded(&mut self, frontends: Arc<UdpFrontends>) {
+        self.cleaned = Some(frontends);
+        self.retry_at = None;
+        self.failures = 0;
+    }
+
+    fn failed(&mut self) {
+        let wait = FIRST_RETRY
+            .saturating_mul(1 << self.failures.min(16))
+            .min(MAX_RETRY);
+        self.failures += 1;
+        self.retry_at = Some(Instant::now() + wait);
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Starts the worker over `filter` on the tokio runtime; it stops when the
 /// handle is dropped.
 pub fn spawn<F: PacketFilter + Default>(filter: F, metrics: Metrics) -> FirewallHandle {
     let (rulesets, mut rulesets_rx) = watch::channel::<Option<Arc<Ruleset>>>(None);
-    let (stale, mut stale_rx) = mpsc::unbounded_channel::<Vec<StaleUdpFlows>>();
+    let (udp, mut udp_rx) = watch::channel::<Option<Arc<UdpFrontends>>>(None);
     tokio::spawn(async move {
         let mut filter = Some(filter);
+        let mut progress = UdpProgress::default();
         loop {
-            tokio::select! {
+            let clean_udp = tokio::select! {
                 changed = rulesets_rx.changed() => {
                     if changed.is_err() {
                         break;
@@ -97,24 +152,45 @@ pub fn spawn<F: PacketFilter + Default>(filter: F, metrics: Metrics) -> Firewall
                         Ok(_) => {}
                         Err(e) => log_error("replacing the nftables table", &e, &metrics),
                     }
+                    false
                 }
-                batch = stale_rx.recv() => {
-                    let Some(mut batch) = batch else { break };
-                    while let Ok(more) = stale_rx.try_recv() {
-                        batch.extend(more);
+                changed = udp_rx.changed() => {
+                    if changed.is_err() {
+                        break;
                     }
-                    let current = filter.take().unwrap_or_default();
-                    let Some((current, result)) = blocking(current, move |f| f.forget_udp_flows(&batch)).await else {
-                        continue;
-                    };
-                    filter = Some(current);
-                    match result {
-                        Ok(deleted) => tracing::debug!(deleted, "stale UDP conntrack entries deleted"),
-                        Err(e) => log_error("deleting stale UDP conntrack entries", &e, &metrics),
+                    true
+                }
+                () = sleep_until_opt(progress.retry_at) => true,
+            };
+            if !clean_udp {
+                continue;
+            }
+            let Some(frontends) = udp_rx.borrow_and_update().clone() else {
+                continue;
+            };
+            let gone = progress.gone(&frontends);
+            let current = filter.take().unwrap_or_default();
+            let target = frontends.clone();
+            let Some((current, result)) =
+                blocking(current, move |f| f.reconcile_udp_flows(&target, &gone)).await
+            else {
+                progress.failed();
+                continue;
+            };
+            filter = Some(current);
+            match result {
+                Ok(deleted) => {
+                    if deleted > 0 {
+                        tracing::info!(deleted, "stale UDP conntrack entries deleted");
                     }
+                    progress.succeeded(frontends);
+                }
+                Err(e) => {
+                    log_error("cleaning stale UDP conntrack entries", &e, &metrics);
+                    progress.failed();
                 }
             }
         }
     });
-    FirewallHandle { rulesets, stale }
+    FirewallHandle { rulesets, udp }
 }

@@ -191,3 +191,92 @@ fn a_node_address_as_external_ip_is_served_and_nothing_else_changes() {
     );
     agent.stop();
 }
+
+/// The UDP conntrack entries of the Service's flows, as `(client port,
+/// reply source)`: who answers each flow now.
+fn udp_flows_to(vip: &str) -> Vec<(u16, String)> {
+    let (_, out) = crate::support::try_sh(&format!("conntrack -L -p udp -d {vip} 2>/dev/null"));
+    out.lines()
+        .filter_map(|l| {
+            let field = |name: &str, nth: usize| {
+                l.split_whitespace()
+                    .filter_map(|f| f.strip_prefix(name))
+                    .nth(nth)
+                    .map(str::to_owned)
+            };
+            Some((field("sport=", 0)?.parse().ok()?, field("src=", 1)?))
+        })
+        .collect()
+}
+
+/// A UDP flow from `client` port `from` answered by `pod`: tries source
+/// ports from `from` on until one is scheduled to `pod`; returns the port.
+fn flow_to(pod: &str, vip: &str, port: u16, from: u16) -> u16 {
+    (from..from + 20)
+        .find(|p| crate::lab::udp("client", *p, vip, port).pod() == Some(pod))
+        .unwrap_or_else(|| panic!("no flow reached {pod}"))
+}
+
+/// UDP conntrack is reconciled on every sync that changes the Services'
+/// UDP frontends, as kube-proxy does (`pkg/proxy/conntrack/cleanup.go`
+/// `CleanStaleEntries`): a flow answered by an endpoint that left goes at
+/// once, with no datagram needed to expire it, and the client's next
+/// datagram on the same flow reaches a live endpoint; the flows of a
+/// deleted Service go too (kube-ipvs also cleans those).
+#[test]
+#[ignore = "needs root and IPVS: run in the VM"]
+fn udp_flows_to_removed_endpoints_and_deleted_services_are_cleaned() {
+    lab();
+    reset_kernel();
+    sh("conntrack -F 2>/dev/null; true");
+    let dir = Manifests::new("conformance-udp");
+    let port = [("dns", "UDP", 10000, 0)];
+    let write = |endpoints: &[crate::manifests::Endpoint]| {
+        dir.write(
+            "dns.json",
+            &list(vec![
+                service("dns", "ClusterIP", "10.96.3.1", &port, json!({}), json!({})),
+                slice("dns", &port, endpoints, json!({})),
+            ]),
+        )
+    };
+    write(&[
+        ("10.244.1.2", "node-1", true),
+        ("10.244.2.2", "node-1", true),
+    ]);
+    let agent = Agent::start(&dir.dir, &[]);
+    agent.wait_healthy();
+
+    let flow = flow_to("p2", "10.96.3.1", 10000, 40000);
+    assert!(
+        udp_flows_to("10.96.3.1").contains(&(flow, "10.244.2.2".to_owned())),
+        "{:?}",
+        udp_flows_to("10.96.3.1")
+    );
+
+    write(&[("10.244.1.2", "node-1", true)]);
+    crate::support::wait_until(
+        "p2's flow deleted",
+        std::time::Duration::from_secs(10),
+        || {
+            !udp_flows_to("10.96.3.1")
+                .iter()
+                .any(|(_, reply)| reply == "10.244.2.2")
+        },
+    );
+    assert_eq!(
+        crate::lab::udp("client", flow, "10.96.3.1", 10000).pod(),
+        Some("p1"),
+        "the same flow now reaches a live endpoint"
+    );
+
+    let kept = flow_to("p1", "10.96.3.1", 10000, 41000);
+    assert!(udp_flows_to("10.96.3.1").iter().any(|(p, _)| *p == kept));
+    dir.write("dns.json", &list(vec![]));
+    crate::support::wait_until(
+        "the deleted Service's flows deleted",
+        std::time::Duration::from_secs(10),
+        || udp_flows_to("10.96.3.1").is_empty(),
+    );
+    agent.stop();
+}
