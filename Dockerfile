@@ -19,12 +19,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM debian:bookworm-slim
 # modprobe (kmod) loads the IPVS modules from the host's /lib/modules;
 # ipvsadm, ip, nft and conntrack show what is programmed on the node
-# (`kubectl exec ... -- ipvsadm -Ln`).
+# (`kubectl exec ... -- ipvsadm -Ln`); iptables (nft and legacy) adds the one
+# FORWARD rule a node whose FORWARD policy is DROP needs.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       ca-certificates \
       conntrack \
       iproute2 \
+      iptables \
       ipvsadm \
       kmod \
       nftables \

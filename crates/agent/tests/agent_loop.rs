@@ -473,17 +473,26 @@ fn frontend_serving(state: &MemoryFilterState, n: usize) -> Vec<IpAddr> {
         .unwrap_or_default()
 }
 
-/// Waits until the filter has been called `n` times in all.
-async fn calls_reach(calls: &mut watch::Receiver<usize>, n: usize, within: Duration) {
-    tokio::time::timeout(within, calls.wait_for(|c| *c >= n))
+/// Waits until the filter's state satisfies `done`, its calls awaited.
+async fn until(
+    filter: &MemoryPacketFilter,
+    calls: &mut watch::Receiver<usize>,
+    within: Duration,
+    done: impl Fn(&MemoryFilterState) -> bool,
+) {
+    let wait = async {
+        while !done(&filter.state()) {
+            calls.changed().await.unwrap();
+        }
+    };
+    tokio::time::timeout(within, wait)
         .await
-        .expect("the packet filter called in time")
-        .unwrap();
+        .expect("the packet filter called in time");
 }
 
 /// The packet filter follows the syncs: the first full sync hands it a
-/// ruleset with every VIP and Service port and the UDP frontends with
-/// their serving endpoints; an endpoint change that writes to the kernel
+/// ruleset with every VIP and Service port, the UDP frontends with their
+/// serving endpoints, and a look at iptables' FORWARD policy; an endpoint change that writes to the kernel
 /// hands it both again, and the removed endpoint's flows are then stale
 /// (kube-proxy: `pkg/proxy/ipvs/proxier.go` `syncProxyRules` writes its
 /// ipsets after the virtual servers; `pkg/proxy/conntrack/cleanup.go`
@@ -499,7 +508,10 @@ async fn the_packet_filter_follows_the_syncs() {
     );
     let (kind, _) = h.next_sync().await;
     assert_eq!(kind, SyncKind::Full);
-    calls_reach(&mut calls, 2, Duration::from_secs(1)).await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        !s.applied.is_empty() && !s.reconciled.is_empty() && s.forward_checks == 1
+    })
+    .await;
     {
         let state = filter.state();
         assert_eq!(state.applied.len(), 1);
@@ -522,7 +534,10 @@ async fn the_packet_filter_follows_the_syncs() {
     let (kind, report) = h.next_sync().await;
     assert_eq!(kind, SyncKind::Incremental);
     assert_eq!(report.operations.get("del_dest"), Some(&1), "{report:?}");
-    calls_reach(&mut calls, 4, Duration::from_secs(1)).await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.applied.len() == 2 && s.reconciled.len() == 2
+    })
+    .await;
     let state = filter.state();
     assert_eq!(state.applied[1].ipv4.hairpin.len(), 1);
     assert_eq!(frontend_serving(&state, 1), [ip("10.244.0.1")]);
@@ -543,14 +558,23 @@ async fn flows_of_a_deleted_service_go_and_a_failed_clean_up_is_retried() {
         vec![slice("dns", "UDP", &["10.244.0.1"])],
     );
     h.next_sync().await;
-    calls_reach(&mut calls, 2, Duration::from_secs(1)).await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.reconciled.len() == 1
+    })
+    .await;
 
     filter.state().fail_udp = 1;
     h.send(SourceEvent::Services(Event::Delete(dns)));
     h.next_sync().await;
-    calls_reach(&mut calls, 4, Duration::from_millis(500)).await;
+    until(&filter, &mut calls, Duration::from_millis(500), |s| {
+        s.reconciled.len() == 2
+    })
+    .await;
     let failed_at = Instant::now();
-    calls_reach(&mut calls, 5, Duration::from_secs(5)).await;
+    until(&filter, &mut calls, Duration::from_secs(5), |s| {
+        s.reconciled.len() == 3
+    })
+    .await;
     assert!(
         Instant::now() >= failed_at + Duration::from_secs(1),
         "retried after backoff"

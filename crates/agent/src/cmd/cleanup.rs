@@ -11,7 +11,7 @@ use crate::cli::CleanupArgs;
 use crate::dataplane::kernel::KernelDataplane;
 use crate::dataplane::Dataplane as _;
 use crate::error::Chain;
-use crate::firewall::Firewall;
+use crate::firewall::{forward, Firewall};
 
 /// Plans against an empty desired state, which removes exactly what the
 /// agent owns, and applies it.
@@ -42,6 +42,10 @@ pub async fn cleanup(args: CleanupArgs) -> Result<ExitCode> {
         eprintln!("kube-ipvs: {}", Chain(error));
     }
     if let Err(e) = Firewall::new().cleanup() {
+        eprintln!("kube-ipvs: {}", Chain(&e));
+        failed += 1;
+    }
+    if let Err(e) = forward::remove_forward() {
         eprintln!("kube-ipvs: {}", Chain(&e));
         failed += 1;
     }

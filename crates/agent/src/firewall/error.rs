@@ -35,6 +35,15 @@ pub enum FirewallError {
         #[source]
         source: io::Error,
     },
+    /// An iptables command refused to add or remove the rule that accepts
+    /// IPVS replies in its `FORWARD` chain.
+    #[error("changing the FORWARD chain with {command}: {detail}")]
+    Iptables {
+        /// The command.
+        command: &'static str,
+        /// What it printed on stderr, or why it could not run.
+        detail: String,
+    },
     /// Deleting the conntrack entries of stale UDP flows failed.
     #[error("cleaning stale UDP conntrack entries")]
     Conntrack(#[source] kube_ipvs_netlink::Error),

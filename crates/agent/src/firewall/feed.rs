@@ -31,6 +31,9 @@ impl FirewallFeed {
         snapshot: &Snapshot,
     ) {
         let full = kind == SyncKind::Full;
+        if full {
+            self.handle.check_forward();
+        }
         if report.writes > 0 || full {
             self.handle
                 .apply(Ruleset::from_intent(intent, &self.config));

@@ -44,6 +44,10 @@ pub trait PacketFilter: Send + 'static {
         frontends: &UdpFrontends,
         gone: &BTreeSet<UdpFrontend>,
     ) -> Result<usize, FirewallError>;
+
+    /// Makes the rule that accepts IPVS replies in iptables' `FORWARD`
+    /// chain follow that chain's policy ([`super::forward`]).
+    fn reconcile_forward(&mut self) -> Result<(), FirewallError>;
 }
 
 /// The kernel's `inet kube-ipvs` table and conntrack.
@@ -52,6 +56,8 @@ pub struct KernelPacketFilter {
     table: Firewall,
     /// Opened on first use, and again after a failure.
     conntrack: Option<Conntrack>,
+    /// What the iptables `FORWARD` chains needed at the last look.
+    forward: Vec<super::forward::ForwardState>,
 }
 
 impl KernelPacketFilter {
@@ -87,6 +93,18 @@ impl PacketFilter for KernelPacketFilter {
         self.conntrack = Some(conntrack);
         Ok(deleted)
     }
+
+    fn reconcile_forward(&mut self) -> Result<(), FirewallError> {
+        let states = super::forward::reconcile_forward()?;
+        if states != self.forward {
+            tracing::info!(
+                ?states,
+                "iptables FORWARD chains (iptables-nft v4, v6, legacy v4, v6)"
+            );
+            self.forward = states;
+        }
+        Ok(())
+    }
 }
 
 /// What a [`MemoryPacketFilter`] was asked to do; tests read it.
@@ -99,6 +117,8 @@ pub struct MemoryFilterState {
     pub reconciled: Vec<(UdpFrontends, BTreeSet<UdpFrontend>)>,
     /// Reconciliations that will fail, the next ones asked for.
     pub fail_udp: usize,
+    /// How many times the `FORWARD` rule was reconciled.
+    pub forward_checks: usize,
 }
 
 /// A [`PacketFilter`] that records instead of touching the kernel.
@@ -168,6 +188,12 @@ impl PacketFilter for MemoryPacketFilter {
             ));
         }
         Ok(0)
+    }
+
+    fn reconcile_forward(&mut self) -> Result<(), FirewallError> {
+        self.state().forward_checks += 1;
+        self.called();
+        Ok(())
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`Conntrack`] deletes stale UDP flows over ctnetlink; it lives in the
 //!   netlink crate ([`kube_ipvs_netlink::conntrack`]) beside the other
 //!   netlink code, and is re-exported here with its flow types.
+//! - [`forward`]: one rule in iptables' `FORWARD` chain, only while its
+//!   policy drops, so that IPVS replies routed by the node get through.
 //! - [`filter`]: the seam, [`PacketFilter`], over both: the kernel's
 //!   ([`KernelPacketFilter`]) and an in-memory one for tests.
 //! - [`worker`]: runs a [`PacketFilter`] beside the reconcile loop, so
@@ -32,6 +34,7 @@
 mod error;
 pub mod feed;
 pub mod filter;
+pub mod forward;
 pub mod render;
 pub mod ruleset;
 pub mod table;

@@ -30,6 +30,7 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 pub struct FirewallHandle {
     rulesets: watch::Sender<Option<Arc<Ruleset>>>,
     udp: watch::Sender<Option<Arc<UdpFrontends>>>,
+    forward: watch::Sender<u64>,
 }
 
 impl FirewallHandle {
@@ -54,6 +55,14 @@ impl FirewallHandle {
             *current = Some(Arc::new(frontends));
             true
         });
+    }
+}
+
+impl FirewallHandle {
+    /// Asks for the iptables `FORWARD` rule to be checked against its
+    /// chain's policy, which other software may change at any time.
+    pub fn check_forward(&self) {
+        self.forward.send_modify(|n| *n += 1);
     }
 }
 
@@ -128,6 +137,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
 pub fn spawn<F: PacketFilter + Default>(filter: F, metrics: Metrics) -> FirewallHandle {
     let (rulesets, mut rulesets_rx) = watch::channel::<Option<Arc<Ruleset>>>(None);
     let (udp, mut udp_rx) = watch::channel::<Option<Arc<UdpFrontends>>>(None);
+    let (forward, mut forward_rx) = watch::channel::<u64>(0);
     tokio::spawn(async move {
         let mut filter = Some(filter);
         let mut progress = UdpProgress::default();
@@ -159,6 +169,21 @@ pub fn spawn<F: PacketFilter + Default>(filter: F, metrics: Metrics) -> Firewall
                         break;
                     }
                     true
+                }
+                changed = forward_rx.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    forward_rx.borrow_and_update();
+                    let current = filter.take().unwrap_or_default();
+                    let Some((current, result)) = blocking(current, |f| f.reconcile_forward()).await else {
+                        continue;
+                    };
+                    filter = Some(current);
+                    if let Err(e) = result {
+                        log_error("accepting IPVS replies in iptables' FORWARD chain", &e, &metrics);
+                    }
+                    false
                 }
                 () = sleep_until_opt(progress.retry_at) => true,
             };
@@ -192,5 +217,9 @@ pub fn spawn<F: PacketFilter + Default>(filter: F, metrics: Metrics) -> Firewall
             }
         }
     });
-    FirewallHandle { rulesets, udp }
+    FirewallHandle {
+        rulesets,
+        udp,
+        forward,
+    }
 }

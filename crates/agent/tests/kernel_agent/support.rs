@@ -65,7 +65,8 @@ pub fn reset() {
 pub fn reset_kernel() {
     let _ = try_sh(
         "pkill -x kube-ipvs; sleep 0.2; ipvsadm -C; ip link del kube-ipvs0 2>/dev/null; \
-         ip link del kube-ipvs1 2>/dev/null; nft delete table inet kube-ipvs 2>/dev/null; true",
+         ip link del kube-ipvs1 2>/dev/null; nft delete table inet kube-ipvs 2>/dev/null; \
+         iptables-nft -w -P FORWARD ACCEPT 2>/dev/null; iptables-nft -w -F FORWARD 2>/dev/null; true",
     );
 }
 

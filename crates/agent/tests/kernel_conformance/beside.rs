@@ -280,3 +280,75 @@ fn udp_flows_to_removed_endpoints_and_deleted_services_are_cleaned() {
     );
     agent.stop();
 }
+
+/// A node whose iptables `FORWARD` policy is `DROP` (Docker sets it): the
+/// reply of an IPVS connection that was not masqueraded is routed by the
+/// node and would be dropped there, whatever kube-ipvs's own nftables table
+/// accepts. kube-ipvs adds one commented rule accepting IPVS replies while
+/// the policy drops, as kube-proxy's IPVS mode accepts them in its
+/// `KUBE-FORWARD` chain (`pkg/proxy/ipvs/proxier.go` `writeIptablesRules`).
+/// Shown with a pod reaching a ClusterIP whose endpoint is another pod on
+/// the node, and an outside client reaching the ClusterIP; both fail while
+/// the rule is missing, and the next resync puts it back.
+#[test]
+#[ignore = "needs root and IPVS: run in the VM"]
+fn an_iptables_forward_drop_policy_does_not_drop_service_replies() {
+    lab();
+    reset_kernel();
+    sh("iptables-nft -w -P FORWARD DROP");
+    let dir = Manifests::new("conformance-forward-drop");
+    let port = [("http", "TCP", 8080, 0)];
+    dir.write(
+        "web.json",
+        &list(vec![
+            service("web", "ClusterIP", "10.96.4.1", &port, json!({}), json!({})),
+            slice("web", &port, &[("10.244.1.2", "node-1", true)], json!({})),
+        ]),
+    );
+    let agent = Agent::start(&dir.dir, &["--ipvs-sync-period", "3s"]);
+    agent.wait_healthy();
+    let through = || {
+        (
+            tcp("p3", "10.96.4.1", 8080),
+            tcp("client", "10.96.4.1", 8080),
+        )
+    };
+    crate::support::wait_until(
+        "the FORWARD rule",
+        std::time::Duration::from_secs(10),
+        || sh("iptables-nft -w -S FORWARD").contains("kube-ipvs"),
+    );
+    assert_eq!(
+        through(),
+        (
+            Answer::From {
+                pod: "p1".into(),
+                client: ip("10.244.3.2")
+            },
+            Answer::From {
+                pod: "p1".into(),
+                client: ip(CLIENT)
+            },
+        ),
+        "pods and outside clients reach the Service, and the pod sees them"
+    );
+
+    // Without the rule the replies are dropped; the next resync restores it.
+    sh("iptables-nft -w -D FORWARD -m comment --comment 'kube-ipvs: replies of IPVS connections' -m ipvs --ipvs --vdir REPLY -j ACCEPT");
+    assert_eq!(through(), (Answer::TimedOut, Answer::TimedOut));
+    crate::support::wait_until(
+        "the FORWARD rule back",
+        std::time::Duration::from_secs(10),
+        || sh("iptables-nft -w -S FORWARD").contains("kube-ipvs"),
+    );
+    assert!(matches!(through().0, Answer::From { ref pod, .. } if pod == "p1"));
+
+    // The policy accepts again: the rule goes; cleanup would remove it too.
+    sh("iptables-nft -w -P FORWARD ACCEPT");
+    crate::support::wait_until(
+        "the FORWARD rule gone",
+        std::time::Duration::from_secs(10),
+        || !sh("iptables-nft -w -S FORWARD").contains("kube-ipvs"),
+    );
+    agent.stop();
+}
