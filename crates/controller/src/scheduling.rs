@@ -110,7 +110,15 @@ impl SchedulerRequest {
     ) -> (Scheduler, ServiceFlags) {
         let scheduler = self.scheduler.clone().unwrap_or_else(|| default.clone());
         let Some(request) = &self.flags else {
-            return (scheduler, ServiceFlags::empty());
+            // kube-proxy sets mh-port on every virtual server when its one
+            // scheduler is mh (`pkg/proxy/ipvs/proxier.go` `syncProxyRules`,
+            // `FlagSourceHash`); a Service on the node's default does too.
+            let implicit = if self.scheduler.is_none() && *default == Scheduler::Mh {
+                ServiceFlags::SCHED2
+            } else {
+                ServiceFlags::empty()
+            };
+            return (scheduler, implicit);
         };
         let fits =
             scheduler.takes_flags() && request.scheduler.as_ref().is_none_or(|s| *s == scheduler);
@@ -160,6 +168,30 @@ fn parse_flags(value: &str) -> Result<(ServiceFlags, Option<Scheduler>), &'stati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mh_as_the_default_scheduler_hashes_the_port_too_as_kube_proxy() {
+        let none = SchedulerRequest::default();
+        let mut skipped = Vec::new();
+        assert_eq!(
+            none.resolve(&Scheduler::Mh, "default/a", &mut skipped),
+            (Scheduler::Mh, ServiceFlags::SCHED2)
+        );
+        assert_eq!(
+            none.resolve(&Scheduler::Rr, "default/a", &mut skipped),
+            (Scheduler::Rr, ServiceFlags::empty())
+        );
+        let chosen = SchedulerRequest {
+            scheduler: Some(Scheduler::Mh),
+            flags: None,
+        };
+        assert_eq!(
+            chosen.resolve(&Scheduler::Rr, "default/a", &mut skipped),
+            (Scheduler::Mh, ServiceFlags::empty()),
+            "a Service that picks mh itself gets the flags it asks for"
+        );
+        assert!(skipped.is_empty());
+    }
 
     #[test]
     fn flag_parsing() {

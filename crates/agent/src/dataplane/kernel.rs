@@ -75,6 +75,12 @@ pub fn setup(settings: &Setup) -> Result<KernelDataplane, SetupError> {
     sysctl("net/ipv4/vs/expire_nodest_conn", "1")?;
     sysctl("net/ipv4/vs/expire_quiescent_template", "1")?;
     sysctl("net/ipv4/ip_forward", "1")?;
+    if let Some(mode) = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|release| conn_reuse_mode(&release))
+    {
+        sysctl("net/ipv4/vs/conn_reuse_mode", mode)?;
+    }
     if settings.strict_arp {
         sysctl("net/ipv4/conf/all/arp_ignore", "1")?;
         sysctl("net/ipv4/conf/all/arp_announce", "2")?;
@@ -102,6 +108,17 @@ pub fn setup(settings: &Setup) -> Result<KernelDataplane, SetupError> {
         dummy: settings.dummy_interface.clone(),
         ifindex,
     })
+}
+
+/// The `conn_reuse_mode` kube-proxy sets for a kernel release, if any
+/// (`pkg/proxy/ipvs/proxier.go` `NewProxier`): 0 from 4.1 up to 5.9, where
+/// mode 1 with conntrack delayed a reused connection's first SYN by a
+/// second; from 5.9 on the kernel's is left as it is.
+pub fn conn_reuse_mode(release: &str) -> Option<&'static str> {
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    ((4, 1) <= (major, minor) && (major, minor) < (5, 9)).then_some("0")
 }
 
 impl KernelDataplane {
@@ -312,5 +329,20 @@ impl KernelDataplane {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conn_reuse_mode;
+
+    #[test]
+    fn conn_reuse_mode_only_where_kube_proxy_sets_it() {
+        assert_eq!(conn_reuse_mode("4.19.0-21-amd64"), Some("0"));
+        assert_eq!(conn_reuse_mode("5.8.18"), Some("0"));
+        assert_eq!(conn_reuse_mode("5.9.0"), None);
+        assert_eq!(conn_reuse_mode("6.1.0-57-amd64\n"), None);
+        assert_eq!(conn_reuse_mode("4.0.9"), None);
+        assert_eq!(conn_reuse_mode("garbage"), None);
     }
 }

@@ -13,9 +13,13 @@
 //! (its `KUBE-FORWARD` chain: marked packets and `RELATED,ESTABLISHED`).
 //! kube-ipvs does the narrowest equivalent, and only where it is needed:
 //! when the `FORWARD` chain's policy is `DROP`, one rule at its head,
-//! commented as kube-ipvs's, accepts the replies of IPVS connections
-//! (`-m ipvs --ipvs --vdir REPLY`) and nothing else; with any other policy
-//! it is removed. Each of iptables-nft and iptables-legacy is handled where
+//! commented as kube-ipvs's, accepts packets in the reply direction of
+//! established connections (`--ctstate RELATED,ESTABLISHED --ctdir
+//! REPLY`): a reply exists only for a connection whose first packet got
+//! through, and for a Service that first packet went through INPUT, where
+//! IPVS took it, not through FORWARD. (`-m ipvs --ipvs` cannot serve: a
+//! reply is marked as IPVS's only when IPVS un-NATs it, after the filter
+//! chains.) With any other policy the rule is removed. Each of iptables-nft and iptables-legacy is handled where
 //! it has a filter table (the legacy one only when its module is loaded, so
 //! that looking does not create it), for IPv4 and IPv6. `cleanup` removes
 //! the rule.
@@ -26,21 +30,23 @@ use std::process::Command;
 use super::FirewallError;
 
 /// The rule's comment, which marks it as kube-ipvs's.
-pub const COMMENT: &str = "kube-ipvs: replies of IPVS connections";
+pub const COMMENT: &str = "kube-ipvs: replies of Service connections";
 
 /// The rule, after the chain name.
-fn rule() -> [&'static str; 10] {
+fn rule() -> [&'static str; 12] {
     [
         "-m",
         "comment",
         "--comment",
         COMMENT,
         "-m",
-        "ipvs",
-        "--ipvs",
-        "--vdir",
+        "conntrack",
+        "--ctstate",
+        "RELATED,ESTABLISHED",
+        "--ctdir",
         "REPLY",
         "-j",
+        "ACCEPT",
     ]
 }
 
@@ -93,7 +99,6 @@ impl Iptables {
     fn has_rule(&self) -> io::Result<bool> {
         let mut args = vec!["-C", "FORWARD"];
         args.extend(rule());
-        args.push("ACCEPT");
         Ok(self.run(&args)?.status.success())
     }
 
@@ -103,7 +108,6 @@ impl Iptables {
             args.push("1");
         }
         args.extend(rule());
-        args.push("ACCEPT");
         let out = self.run(&args).map_err(|source| FirewallError::Iptables {
             command: self.command,
             detail: source.to_string(),
