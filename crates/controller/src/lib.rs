@@ -8,6 +8,8 @@
 //! schedulers in [`scheduling`]; what cannot be mapped is named in [`skip`].
 //! Services are named by a [`service_ref`].
 //!
+//! - [`health_check`]: the Services whose `healthCheckNodePort` this node
+//!   answers, with their local endpoints.
 //! - [`observed`]: what the kernel holds.
 //! - [`intent`]: the desired state indexed for planning, and the [`Scope`]
 //!   a change touches.
@@ -15,6 +17,7 @@
 
 pub mod config;
 pub mod desired;
+pub mod health_check;
 pub mod intent;
 pub mod mirror;
 pub mod node;
@@ -32,9 +35,10 @@ pub mod state;
 
 pub use config::Config;
 pub use desired::{desired, desired_service, desired_service_checked};
+pub use health_check::{health_checks, HealthCheck};
 pub use intent::{Intent, Scope};
 pub use mirror::{endpoint_slices_from_endpoints, mirror_endpoints};
-pub use node::{node_object_addresses, node_object_addresses_checked, NodeInfo};
+pub use node::{node_object_addresses, node_object_addresses_checked, Eligibility, NodeInfo};
 pub use observed::{Observed, ObservedVirtualServer};
 pub use op::Op;
 pub use plan::{plan, Draining, Extent, Plan, PlanConfig};
@@ -43,4 +47,6 @@ pub use service_ref::{ServiceRef, SliceRef};
 pub use skip::{SkipKind, SkipReason, Skipped};
 pub use slice::{EndpointInfo, SliceInfo, SlicePort};
 pub use snapshot::{Changed, Snapshot};
-pub use state::{DesiredState, DesiredVirtualServer, ServiceState, VirtualServerKind};
+pub use state::{
+    DesiredState, DesiredVirtualServer, ServiceState, TrafficPolicy, VirtualServerKind,
+};
