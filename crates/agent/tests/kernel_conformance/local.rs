@@ -56,6 +56,14 @@ fn get(ns: &str, to: &str, port: u16, path: &str) -> Option<(u16, String)> {
     })
 }
 
+/// Waits until the agent's nftables table is in place (it follows the
+/// first sync), so masquerade decisions are the agent's.
+fn wait_firewall(agent: &Agent) {
+    wait_until("nftables table", Duration::from_secs(20), || {
+        agent.log().contains("nftables table replaced")
+    });
+}
+
 fn metrics() -> String {
     http_body("127.0.0.1", 10249, "/metrics")
 }
@@ -90,6 +98,7 @@ fn external_traffic_policy_local_keeps_the_client_address() {
     dir.write("services.json", &list(items));
     let agent = Agent::start(&dir.dir, &[]);
     agent.wait_healthy();
+    wait_firewall(&agent);
 
     assert_eq!(
         tcp("client", NODE, 30090),
@@ -143,6 +152,7 @@ fn health_check_node_port_answers_for_local_endpoints() {
     dir.write("services.json", &list(items.clone()));
     let agent = Agent::start(&dir.dir, &[]);
     agent.wait_healthy();
+    wait_firewall(&agent);
 
     let (code, text) = get("client", NODE, 32100, "/healthz").expect("health check of here");
     assert_eq!(code, 200, "{text}");
@@ -197,13 +207,21 @@ fn health_check_node_port_answers_for_local_endpoints() {
     wait_until("here turns 503", Duration::from_secs(10), || {
         get("client", NODE, 32100, "/healthz").map(|a| a.0) == Some(503)
     });
+    // Its port goes to the Service that was refused it, then closes.
     items.drain(0..2);
+    dir.write("services.json", &list(items.clone()));
+    wait_until("32100 serves taken", Duration::from_secs(10), || {
+        get("client", NODE, 32100, "/healthz")
+            .is_some_and(|(_, t)| t.contains("\"name\": \"taken\""))
+    });
+    items.retain(|i| {
+        i["metadata"]["name"] != "taken"
+            && i["metadata"]["labels"]["kubernetes.io/service-name"] != "taken"
+    });
     dir.write("services.json", &list(items));
-    wait_until(
-        "here's health check closes",
-        Duration::from_secs(10),
-        || get("client", NODE, 32100, "/healthz").is_none(),
-    );
+    wait_until("32100 closes", Duration::from_secs(10), || {
+        get("client", NODE, 32100, "/healthz").is_none()
+    });
     assert_eq!(
         get("client", NODE, 32101, "/healthz").map(|a| a.0),
         Some(503)
@@ -243,6 +261,7 @@ fn node_marked_for_deletion_fails_healthz_only() {
     );
     let agent = Agent::start(&dir.dir, &[]);
     agent.wait_healthy();
+    wait_firewall(&agent);
     assert!(http_body("127.0.0.1", 10256, "/healthz").contains("\"nodeEligible\": true"));
 
     for (what, manifest) in [
@@ -327,6 +346,7 @@ fn local_policy_without_local_endpoint() {
     dir.write("services.json", &list(items));
     let agent = Agent::start(&dir.dir, &[]);
     agent.wait_healthy();
+    wait_firewall(&agent);
 
     let from_p1 = Answer::From {
         pod: "p2".into(),
@@ -423,6 +443,7 @@ fn topology_hints_narrow_as_kube_proxy() {
     ]);
     let agent = Agent::start(&dir.dir, &[]);
     agent.wait_healthy();
+    wait_firewall(&agent);
     expect("node hints for node-1: p2 only", &["p2"]);
     write(&[
         (P1, &["node-2"], &["zone-b"]),
