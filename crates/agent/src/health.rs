@@ -1,8 +1,18 @@
-//! Health: healthy once the first sync is done and the last one is recent.
+//! Health, as kube-proxy's `ProxyHealthServer`
+//! (`pkg/proxy/healthcheck/proxy_health.go`) reports it: the proxy is
+//! healthy once the first sync is done and the last one is recent; `/healthz`
+//! also needs the node to be eligible (not being deleted, not marked
+//! `ToBeDeletedByClusterAutoscaler`), `/livez` does not.
+//!
+//! One difference on purpose: kube-proxy counts a proxier that has not
+//! synced yet as healthy ("healthy while it's starting up"); here both
+//! endpoints answer 503 until the first sync, so a readiness probe or a
+//! load balancer never sends traffic to a node whose rules are not there.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use kube_ipvs_controller::Eligibility;
 use tokio::time::Instant;
 
 /// Shared health state: the loop records syncs, the HTTP server reads it.
@@ -15,14 +25,16 @@ pub struct Health {
 #[derive(Debug, Default)]
 struct Inner {
     last_sync: Option<(Instant, SystemTime)>,
+    eligibility: Eligibility,
 }
 
-/// What `/healthz` answers.
+/// What `/healthz` or `/livez` answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
     /// Whether the agent is healthy.
     pub healthy: bool,
-    /// The JSON body, shaped like kube-proxy's (`lastUpdated`, `currentTime`).
+    /// The JSON body, shaped like kube-proxy's (`lastUpdated`,
+    /// `currentTime`, and for `/healthz` `nodeEligible`).
     pub body: String,
 }
 
@@ -64,19 +76,60 @@ impl Health {
         inner.last_sync = Some((Instant::now(), SystemTime::now()));
     }
 
-    /// The current status.
+    /// Records whether the node is eligible for load-balancer traffic.
+    pub fn set_node(&self, eligibility: Eligibility) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.eligibility != eligibility {
+            tracing::info!(node = eligibility.as_str(), "node eligibility changed");
+        }
+        inner.eligibility = eligibility;
+    }
+
+    /// Whether the proxy itself is healthy (synced, recently), whatever the
+    /// node's eligibility: `/livez`, and `serviceProxyHealthy` of the
+    /// Services' health checks.
+    pub fn proxy_healthy(&self) -> bool {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.synced_recently(&inner)
+    }
+
+    fn synced_recently(&self, inner: &Inner) -> bool {
+        inner
+            .last_sync
+            .is_some_and(|(at, _)| at.elapsed() <= self.stale_after)
+    }
+
+    fn last_updated(inner: &Inner) -> String {
+        inner
+            .last_sync
+            .map(|(_, wall)| rfc3339(wall))
+            .unwrap_or_default()
+    }
+
+    /// What `/healthz` answers: healthy when the proxy is and the node is
+    /// eligible.
     pub fn status(&self) -> Status {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let now = SystemTime::now();
-        let (healthy, last) = match inner.last_sync {
-            Some((at, wall)) => (at.elapsed() <= self.stale_after, rfc3339(wall)),
-            None => (false, String::new()),
-        };
+        let eligible = inner.eligibility.eligible();
         Status {
-            healthy,
+            healthy: self.synced_recently(&inner) && eligible,
             body: format!(
-                "{{\"lastUpdated\": \"{last}\",\"currentTime\": \"{}\", \"nodeEligible\": true}}",
-                rfc3339(now)
+                "{{\"lastUpdated\": \"{}\",\"currentTime\": \"{}\", \"nodeEligible\": {eligible}}}",
+                Self::last_updated(&inner),
+                rfc3339(SystemTime::now())
+            ),
+        }
+    }
+
+    /// What `/livez` answers: the proxy's health alone.
+    pub fn liveness(&self) -> Status {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Status {
+            healthy: self.synced_recently(&inner),
+            body: format!(
+                "{{\"lastUpdated\": \"{}\",\"currentTime\": \"{}\"}}",
+                Self::last_updated(&inner),
+                rfc3339(SystemTime::now())
             ),
         }
     }
@@ -111,5 +164,30 @@ mod tests {
         assert!(!health.status().healthy);
         health.synced();
         assert!(health.status().healthy);
+    }
+
+    /// `proxy_health.go` `NodeEligible`: a node being deleted or marked for
+    /// deletion fails `/healthz` (load balancers drain it) but not `/livez`
+    /// (the agent is not restarted for it).
+    #[tokio::test(start_paused = true)]
+    async fn an_ineligible_node_fails_healthz_not_livez() {
+        let health = Health::new(Duration::from_secs(60));
+        health.synced();
+        for eligibility in [Eligibility::Deleting, Eligibility::ToBeDeleted] {
+            health.set_node(eligibility);
+            let status = health.status();
+            assert!(!status.healthy);
+            assert!(
+                status.body.contains("\"nodeEligible\": false"),
+                "{}",
+                status.body
+            );
+            assert!(health.liveness().healthy);
+            assert!(health.proxy_healthy());
+        }
+        health.set_node(Eligibility::Eligible);
+        assert!(health.status().healthy);
+        assert!(health.status().body.contains("\"nodeEligible\": true"));
+        assert!(!health.liveness().body.contains("nodeEligible"));
     }
 }

@@ -26,7 +26,7 @@ pub struct MetricsState {
     pub virtual_servers: DebugRequests,
 }
 
-fn respond(
+pub(crate) fn respond(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
@@ -84,21 +84,26 @@ pub async fn serve_health(listener: TcpListener, health: Health) {
 }
 
 fn health_response(health: &Health, path: &str) -> Response<Full<Bytes>> {
-    match path {
-        "/healthz" | "/livez" => {
-            let status = health.status();
-            let code = if status.healthy {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            respond(code, "application/json", status.body)
-        }
-        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
-    }
+    let status = match path {
+        "/healthz" => health.status(),
+        "/livez" => health.liveness(),
+        _ => return respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    };
+    let code = if status.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = respond(code, "application/json", status.body);
+    response.headers_mut().insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        hyper::header::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
-async fn serve<F, R>(listener: TcpListener, route: F)
+/// Serves HTTP/1 on `listener`, answering each request with `route` of its path.
+pub(crate) async fn serve<F, R>(listener: TcpListener, route: F)
 where
     F: Fn(String) -> R + Clone + Send + Sync + 'static,
     R: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,

@@ -29,5 +29,6 @@ pub mod http;
 pub mod metrics;
 pub mod output;
 pub mod reconcile;
+pub mod service_health;
 pub mod snapshot;
 pub mod source;

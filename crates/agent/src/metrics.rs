@@ -33,6 +33,10 @@ pub struct Metrics {
     pub sync_errors: IntCounter,
     /// `kube_ipvs_source_errors_total{resource,kind}`.
     pub source_errors: IntCounterVec,
+    /// `kube_ipvs_health_check_bind_errors_total`.
+    pub health_check_bind_errors: IntCounter,
+    /// `kube_ipvs_health_checks`.
+    pub health_checks: IntGauge,
 }
 
 /// kube-proxy's sync-duration buckets: exponential from 1 ms, doubling, 15
@@ -120,6 +124,14 @@ impl Metrics {
                 ),
                 &["resource", "kind"],
             )?,
+            health_check_bind_errors: IntCounter::new(
+                "kube_ipvs_health_check_bind_errors_total",
+                "Services' health check ports that could not be bound (tried again at the next sync)",
+            )?,
+            health_checks: IntGauge::new(
+                "kube_ipvs_health_checks",
+                "Services' health checks served on their healthCheckNodePort",
+            )?,
         };
         let build = IntGaugeVec::new(
             Opts::new(
@@ -142,6 +154,8 @@ impl Metrics {
         registry.register(Box::new(m.skipped.clone()))?;
         registry.register(Box::new(m.sync_errors.clone()))?;
         registry.register(Box::new(m.source_errors.clone()))?;
+        registry.register(Box::new(m.health_check_bind_errors.clone()))?;
+        registry.register(Box::new(m.health_checks.clone()))?;
         Ok(m)
     }
 

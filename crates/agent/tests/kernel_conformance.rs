@@ -11,12 +11,16 @@
 //! - `beside`: beside kube-proxy and the node's own services
 //!   (`--service-proxy-name`, node addresses as Service IPs, iptables
 //!   policies, UDP conntrack).
+//! - `local`: `Local` traffic policies, health check node ports, node
+//!   health and topology hints.
 
 #[path = "kernel_conformance/beside.rs"]
 mod beside;
 #[path = "kernel_conformance/lab.rs"]
 #[allow(dead_code, reason = "each case uses a part of the lab")]
 mod lab;
+#[path = "kernel_conformance/local.rs"]
+mod local;
 #[path = "kernel_conformance/manifests.rs"]
 mod manifests;
 #[path = "kernel_agent/support.rs"]

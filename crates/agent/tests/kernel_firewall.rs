@@ -210,6 +210,7 @@ fn desired(services: &[Svc]) -> DesiredState {
                 port_name: port.to_string(),
                 kind: *kind,
                 source_ranges: ranges.iter().map(|r| r.parse().unwrap()).collect(),
+                traffic_policy: Default::default(),
             },
         );
         state
@@ -478,6 +479,7 @@ fn sync_cost_at_5000_services() {
                     port_name: "http".into(),
                     kind,
                     source_ranges: ranges,
+                    traffic_policy: Default::default(),
                 },
             );
         };

@@ -15,13 +15,15 @@ use kube_ipvs_model::{
 };
 
 use crate::config::Config;
-use crate::selection::{candidates, select, Policy, RealServers};
+use crate::selection::{candidates, categorize, RealServers, Topology};
 use crate::service::ServiceInfo;
 use crate::service_ref::ServiceRef;
 use crate::skip::{SkipKind, SkipReason, Skipped};
 use crate::slice::SliceInfo;
 use crate::snapshot::Snapshot;
-use crate::state::{DesiredState, DesiredVirtualServer, ServiceState, VirtualServerKind};
+use crate::state::{
+    DesiredState, DesiredVirtualServer, ServiceState, TrafficPolicy, VirtualServerKind,
+};
 
 /// The desired state of every Service in the snapshot: the same as
 /// [`desired_service_checked`] for each, plus the virtual servers several
@@ -74,11 +76,10 @@ pub fn desired_service_checked(
         state: ServiceState::default(),
     };
     let slices: Vec<&SliceInfo> = snapshot.slices_of(service).collect();
-    let zone = snapshot
-        .node()
-        .zone
-        .as_deref()
-        .filter(|_| info.topology_aware);
+    let topology = Topology {
+        node: &config.node_name,
+        zone: snapshot.node().zone.as_deref(),
+    };
     for family in info.cluster_ips.iter().map(AddressFamily::of) {
         let of_family = |ips: &[IpAddr]| -> Vec<IpAddr> {
             ips.iter()
@@ -119,30 +120,40 @@ pub fn desired_service_checked(
                         .map(|ip| (VirtualServerKind::NodePort, *ip, node_port, true)),
                 );
             }
-            let candidates = candidates(&slices, family, port);
-            let policy = |local: bool| {
-                if local {
-                    Policy::Local {
-                        node: &config.node_name,
-                    }
-                } else {
-                    Policy::Cluster { zone }
-                }
-            };
-            let internal = targets
-                .iter()
-                .any(|t| !t.3)
-                .then(|| select(&candidates, policy(info.internal_local)));
-            let external = targets
-                .iter()
-                .any(|t| t.3)
-                .then(|| select(&candidates, policy(info.external_local)));
+            // kube-proxy's `UsesClusterEndpoints`/`UsesLocalEndpoints`
+            // (`pkg/proxy/serviceport.go`): a port reachable from outside
+            // needs the Cluster endpoints even under two Local policies, for
+            // the fallback below.
+            let external =
+                port.node_port.is_some() || !external_ips.is_empty() || !lb_ips.is_empty();
+            let uses_cluster = !info.internal_local || external;
+            let uses_local = info.internal_local || (info.external_local && external);
+            let sorted = categorize(
+                &candidates(&slices, family, port),
+                topology,
+                uses_cluster,
+                uses_local,
+            );
+            let internal = sorted.real_servers(info.internal_local);
+            let external = sorted.real_servers(info.external_local);
             let name = port.display_name();
             for (kind, address, vport, is_external) in targets {
-                let real_servers = if is_external { &external } else { &internal };
-                if let Some(real_servers) = real_servers {
-                    out.add(kind, address, port.protocol, vport, &name, real_servers);
-                }
+                let (real_servers, local) = if is_external {
+                    (&external, info.external_local)
+                } else {
+                    (&internal, info.internal_local)
+                };
+                out.add(
+                    Target {
+                        kind,
+                        address,
+                        protocol: port.protocol,
+                        port: vport,
+                        traffic_policy: TrafficPolicy::local_if(local),
+                    },
+                    &name,
+                    real_servers,
+                );
             }
         }
     }
@@ -160,16 +171,24 @@ struct Mapper<'a> {
     state: ServiceState,
 }
 
+/// One virtual server a Service port makes.
+struct Target {
+    kind: VirtualServerKind,
+    address: IpAddr,
+    protocol: Protocol,
+    port: u16,
+    traffic_policy: TrafficPolicy,
+}
+
 impl Mapper<'_> {
-    fn add(
-        &mut self,
-        kind: VirtualServerKind,
-        address: IpAddr,
-        protocol: Protocol,
-        port: u16,
-        port_name: &str,
-        real_servers: &RealServers,
-    ) {
+    fn add(&mut self, target: Target, port_name: &str, real_servers: &RealServers) {
+        let Target {
+            kind,
+            address,
+            protocol,
+            port,
+            traffic_policy,
+        } = target;
         let key = VirtualServerKey::inet(protocol, address, port);
         if self.state.virtual_servers.contains_key(&key) {
             self.skipped.push(Skipped::new(
@@ -199,6 +218,7 @@ impl Mapper<'_> {
                 port_name: port_name.to_owned(),
                 kind,
                 source_ranges,
+                traffic_policy,
             },
         );
         // An external or load-balancer IP that is already the node's is

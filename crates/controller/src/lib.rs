@@ -8,6 +8,8 @@
 //! schedulers in [`scheduling`]; what cannot be mapped is named in [`skip`].
 //! Services are named by a [`service_ref`].
 //!
+//! - [`health_check`]: the Services whose `healthCheckNodePort` this node
+//!   answers, with their local endpoints.
 //! - [`observed`]: what the kernel holds.
 //! - [`intent`]: the desired state indexed for planning, and the [`Scope`]
 //!   a change touches.
@@ -17,6 +19,7 @@
 
 pub mod config;
 pub mod desired;
+pub mod health_check;
 pub mod intent;
 pub mod mirror;
 pub mod node;
@@ -35,9 +38,10 @@ pub mod udp_flows;
 
 pub use config::Config;
 pub use desired::{desired, desired_service, desired_service_checked};
+pub use health_check::{health_checks, HealthCheck};
 pub use intent::{Intent, Scope};
 pub use mirror::{endpoint_slices_from_endpoints, mirror_endpoints};
-pub use node::{node_object_addresses, node_object_addresses_checked, NodeInfo};
+pub use node::{node_object_addresses, node_object_addresses_checked, Eligibility, NodeInfo};
 pub use observed::{Observed, ObservedVirtualServer};
 pub use op::Op;
 pub use plan::{plan, Draining, Extent, Plan, PlanConfig};
@@ -46,5 +50,7 @@ pub use service_ref::{ServiceRef, SliceRef};
 pub use skip::{SkipKind, SkipReason, Skipped};
 pub use slice::{EndpointInfo, SliceInfo, SlicePort};
 pub use snapshot::{Changed, Snapshot};
-pub use state::{DesiredState, DesiredVirtualServer, ServiceState, VirtualServerKind};
+pub use state::{
+    DesiredState, DesiredVirtualServer, ServiceState, TrafficPolicy, VirtualServerKind,
+};
 pub use udp_flows::{udp_frontends, UdpFrontend, UdpFrontends};

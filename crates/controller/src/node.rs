@@ -10,11 +10,48 @@ use crate::skip::{SkipKind, SkipReason, Skipped};
 /// The label holding the node's zone.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
-/// What the mapping needs of the Node.
+/// The taint the cluster autoscaler puts on a Node it is about to delete.
+pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
+/// What the mapping and the health endpoint need of the Node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeInfo {
     /// `topology.kubernetes.io/zone`, for topology-aware routing.
     pub zone: Option<Box<str>>,
+    /// Whether load balancers should send traffic to the node.
+    pub eligibility: Eligibility,
+}
+
+/// Whether the node should take load-balancer traffic, as kube-proxy's
+/// `ProxyHealthServer.NodeEligible` (`pkg/proxy/healthcheck/proxy_health.go`)
+/// decides it: not while it is being deleted or the cluster autoscaler has
+/// marked it for deletion.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Eligibility {
+    /// Eligible (also before any Node object is seen: the agent may run
+    /// without one).
+    #[default]
+    Eligible,
+    /// `metadata.deletionTimestamp` is set.
+    Deleting,
+    /// Tainted `ToBeDeletedByClusterAutoscaler`.
+    ToBeDeleted,
+}
+
+impl Eligibility {
+    /// Whether the node is eligible.
+    pub fn eligible(self) -> bool {
+        self == Eligibility::Eligible
+    }
+
+    /// A label for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Eligibility::Eligible => "eligible",
+            Eligibility::Deleting => "deleting",
+            Eligibility::ToBeDeleted => "to_be_deleted",
+        }
+    }
 }
 
 impl NodeInfo {
@@ -27,7 +64,21 @@ impl NodeInfo {
             .and_then(|l| l.get(ZONE_LABEL))
             .filter(|z| !z.is_empty())
             .map(|z| Box::from(z.as_str()));
-        NodeInfo { zone }
+        let tainted = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|t| t.key == TO_BE_DELETED_TAINT);
+        let eligibility = if node.metadata.deletion_timestamp.is_some() {
+            Eligibility::Deleting
+        } else if tainted {
+            Eligibility::ToBeDeleted
+        } else {
+            Eligibility::Eligible
+        };
+        NodeInfo { zone, eligibility }
     }
 }
 

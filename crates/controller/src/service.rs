@@ -49,8 +49,15 @@ pub struct ServiceInfo {
     pub internal_local: bool,
     /// `externalTrafficPolicy: Local`.
     pub external_local: bool,
-    /// Whether the Service asks for topology-aware routing.
+    /// Whether the Service asks for topology-aware routing. Shown, not
+    /// used: as kube-proxy, the mapping follows the slices' hints whenever
+    /// they are complete, whoever asked for them.
     pub topology_aware: bool,
+    /// `spec.healthCheckNodePort` of a `LoadBalancer` Service with
+    /// `externalTrafficPolicy: Local`: the port its health check is served
+    /// on (kube-proxy's `NeedsHealthCheck`). Validated against the node-port
+    /// range and other Services by [`crate::health_check`].
+    pub health_check_node_port: Option<u16>,
     /// The session-affinity timeout in seconds, for `sessionAffinity: ClientIP`.
     pub affinity_timeout: Option<u32>,
     /// The scheduler the annotations ask for.
@@ -360,7 +367,7 @@ fn topology_aware(spec: &ServiceSpec, annotations: &BTreeMap<String, String>) ->
     // PreferSameZone is the newer name of PreferClose.
     matches!(
         spec.traffic_distribution.as_deref(),
-        Some("PreferClose" | "PreferSameZone")
+        Some("PreferClose" | "PreferSameZone" | "PreferSameNode")
     ) || auto(TOPOLOGY_MODE_ANNOTATION)
         || auto(TOPOLOGY_HINTS_ANNOTATION)
 }
@@ -443,6 +450,21 @@ impl ServiceInfo {
             spec.external_traffic_policy.as_deref(),
         );
         info.topology_aware = topology_aware(spec, annotations);
+        if info.external_local && spec.type_.as_deref() == Some("LoadBalancer") {
+            info.health_check_node_port = match spec.health_check_node_port {
+                None | Some(0) => None,
+                Some(n) => {
+                    let valid = port_number(n);
+                    if valid.is_none() {
+                        r.skip(SkipReason::InvalidPort {
+                            field: "spec.healthCheckNodePort",
+                            value: n,
+                        });
+                    }
+                    valid
+                }
+            };
+        }
         info.affinity_timeout = r.affinity(spec);
         info.scheduler = SchedulerRequest::from_annotations(annotations, &r.object, r.skipped);
         // Ten thousand Services are held at once: no spare capacity.

@@ -210,6 +210,35 @@ pub enum SkipReason {
         /// The scheduler the Service uses.
         scheduler: Scheduler,
     },
+    /// A topology hint naming something no zone or node can be called; the
+    /// hint is left out.
+    #[error("{field}: {value:?} names no zone or node")]
+    InvalidHint {
+        /// The field.
+        field: &'static str,
+        /// The name.
+        value: String,
+    },
+    /// A `healthCheckNodePort` outside the node-port range; no health check
+    /// is served for the Service.
+    #[error("spec.healthCheckNodePort: {port} is outside the node-port range {low}-{high}")]
+    HealthCheckPortOutOfRange {
+        /// The port.
+        port: u16,
+        /// The range's first port.
+        low: u16,
+        /// The range's last port.
+        high: u16,
+    },
+    /// A `healthCheckNodePort` another Service holds (as its health check
+    /// port or a node port); that Service keeps it.
+    #[error("spec.healthCheckNodePort: {port} is taken by {owner}")]
+    HealthCheckPortTaken {
+        /// The port.
+        port: u16,
+        /// The Service that keeps it.
+        owner: ServiceRef,
+    },
     /// A virtual server another Service wants too; the first Service by
     /// namespace/name keeps it.
     #[error("virtual server {key} is also wanted by {owner}, which keeps it")]
@@ -241,6 +270,9 @@ impl SkipReason {
             SkipReason::UnknownScheduler { .. } => "unknown_scheduler",
             SkipReason::InvalidSchedulerFlags { .. } => "invalid_scheduler_flags",
             SkipReason::SchedulerFlagsMismatch { .. } => "scheduler_flags_mismatch",
+            SkipReason::InvalidHint { .. } => "invalid_hint",
+            SkipReason::HealthCheckPortOutOfRange { .. } => "health_check_port_out_of_range",
+            SkipReason::HealthCheckPortTaken { .. } => "health_check_port_taken",
             SkipReason::Conflict { .. } => "conflict",
         }
     }

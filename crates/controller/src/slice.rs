@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use kube_ipvs_model::{AddressFamily, Protocol};
 
-use crate::service::{object_ref, port_number, protocol};
+use crate::service::{object_ref, port_number, protocol, valid_label_value};
 use crate::skip::{SkipKind, SkipReason, Skipped};
 
 /// The label naming the Service a slice belongs to.
@@ -56,6 +56,8 @@ pub struct EndpointInfo {
     pub node: Option<Arc<str>>,
     /// `hints.forZones[].name`.
     pub zones: Box<[Arc<str>]>,
+    /// `hints.forNodes[].name` (traffic distribution `PreferSameNode`).
+    pub nodes: Box<[Arc<str>]>,
 }
 
 /// Node and zone names, one shared allocation each: thousands of endpoints
@@ -189,13 +191,35 @@ fn endpoint(
         return None;
     }
     let conditions = e.conditions.as_ref();
-    let zones = e
-        .hints
-        .as_ref()
+    let hints = e.hints.as_ref();
+    let mut hint = |field: &'static str, name: &str, valid: fn(&str) -> bool| {
+        if valid(name) {
+            Some(names.get(name))
+        } else {
+            // A name no zone or node can have: the endpoint keeps its other
+            // hints, and one left without any turns topology off for the port.
+            skip(
+                skipped,
+                object,
+                SkipReason::InvalidHint {
+                    field,
+                    value: name.to_owned(),
+                },
+            );
+            None
+        }
+    };
+    let zones = hints
         .and_then(|h| h.for_zones.as_ref())
         .into_iter()
         .flatten()
-        .map(|z| names.get(&z.name))
+        .filter_map(|z| hint("hints.forZones[].name", &z.name, valid_zone_name))
+        .collect();
+    let nodes = hints
+        .and_then(|h| h.for_nodes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|n| hint("hints.forNodes[].name", &n.name, valid_node_name))
         .collect();
     Some(EndpointInfo {
         address,
@@ -204,7 +228,27 @@ fn endpoint(
         terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
         node: e.node_name.as_deref().map(|n| names.get(n)),
         zones,
+        nodes,
     })
+}
+
+/// Whether `name` can be a zone: a non-empty label value.
+fn valid_zone_name(name: &str) -> bool {
+    !name.is_empty() && valid_label_value(name)
+}
+
+/// Whether `name` can be a Node's name: a DNS subdomain (RFC 1123), as the
+/// API validates `metadata.name`.
+pub fn valid_node_name(name: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)
 }
 
 impl SliceInfo {

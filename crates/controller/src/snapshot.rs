@@ -381,10 +381,11 @@ impl Snapshot {
     }
 
     /// Stores the Node the agent runs on. Only its zone matters to the
-    /// mapping; a new zone affects every Service.
+    /// mapping; a new zone affects every Service. (Its eligibility is for
+    /// the health endpoint, read through [`Snapshot::node`].)
     pub fn set_node(&mut self, node: &Node) -> Changed {
         let info = NodeInfo::from_node(node);
-        let changed = info != self.node;
+        let changed = info.zone != self.node.zone;
         self.node = info;
         Changed {
             services: BTreeSet::new(),

@@ -23,6 +23,39 @@ pub struct DesiredVirtualServer {
     /// For load-balancer virtual servers: `spec.loadBalancerSourceRanges`
     /// (empty: every source is allowed).
     pub source_ranges: Vec<ipnetwork::IpNetwork>,
+    /// The traffic policy the virtual server follows: `internalTrafficPolicy`
+    /// on a cluster IP, `externalTrafficPolicy` elsewhere. External traffic
+    /// to a `Local` one keeps its client address (no masquerade).
+    pub traffic_policy: TrafficPolicy,
+}
+
+/// A Service's traffic policy, for one virtual server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TrafficPolicy {
+    /// Any endpoint in the cluster; the client address is masqueraded.
+    #[default]
+    Cluster,
+    /// Endpoints on this node; the client address is kept.
+    Local,
+}
+
+impl TrafficPolicy {
+    /// `Local` when `local`, else `Cluster`.
+    pub fn local_if(local: bool) -> Self {
+        if local {
+            TrafficPolicy::Local
+        } else {
+            TrafficPolicy::Cluster
+        }
+    }
+
+    /// A label for output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrafficPolicy::Cluster => "Cluster",
+            TrafficPolicy::Local => "Local",
+        }
+    }
 }
 
 /// The kind of Service address a virtual server listens on; the node's packet

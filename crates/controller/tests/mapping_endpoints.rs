@@ -141,13 +141,14 @@ fn traffic_policies() {
             ],
         );
     }
-    // No local endpoint: the virtual server stays, without real servers;
-    // a local terminating one is the fallback when no local one is ready.
+    // No local endpoint: as kube-proxy's IPVS `syncEndpoint` (PR 97081),
+    // the Cluster endpoints, so pods here still reach it; a local
+    // terminating one is the fallback when no local one is ready.
     let mut w = with(json!({"externalTrafficPolicy": "Local"}));
     w.config.node_name = "node-c".into();
     assert!(w
         .vs("web")
-        .contains(&"NodePort TCP 192.168.0.10:30080 http ->".to_owned()));
+        .contains(&format!("NodePort TCP 192.168.0.10:30080 http -> {all}")));
     w.snapshot.apply_slice(&http_slice(
         "web-1",
         "web",
@@ -209,11 +210,12 @@ fn topology_hints() {
             "10.0.0.2:8080 10.0.0.3:8080",
         ),
         (
+            // `topology.go`: kube-proxy follows complete hints whoever asked.
             "not asked",
             cluster_ip("web", json!({})),
             hinted.clone(),
             Some("zone-a"),
-            "10.0.0.1:8080 10.0.0.2:8080 10.0.0.3:8080",
+            "10.0.0.1:8080 10.0.0.3:8080",
         ),
         (
             "one endpoint without hints",
@@ -269,4 +271,95 @@ fn topology_does_not_narrow_local_policy() {
         w.vs("web"),
         ["ClusterIP TCP 10.96.0.10:80 http -> 10.0.0.1:8080"]
     );
+}
+
+/// `pkg/proxy/topology.go` `topologyModeFromHints`: node hints first, when
+/// every ready endpoint has one and one is for this node; else zone hints;
+/// else every endpoint.
+#[test]
+fn node_hints() {
+    let hinted = |address: &str, nodes: &[&str], zones: &[&str]| {
+        let mut e = ep_zones(address, "n9", zones);
+        e["hints"]["forNodes"] =
+            json!(nodes.iter().map(|n| json!({"name": n})).collect::<Vec<_>>());
+        e
+    };
+    let cases = [
+        (
+            "one for this node",
+            json!([
+                hinted("10.0.0.1", &["node-a"], &["zone-b"]),
+                hinted("10.0.0.2", &["n2"], &["zone-a"])
+            ]),
+            "10.0.0.1:8080",
+        ),
+        (
+            "none for this node: zone hints",
+            json!([
+                hinted("10.0.0.1", &["n1"], &["zone-b"]),
+                hinted("10.0.0.2", &["n2"], &["zone-a"])
+            ]),
+            "10.0.0.2:8080",
+        ),
+        (
+            "one without node hints: zone hints",
+            json!([
+                hinted("10.0.0.1", &["node-a"], &["zone-b"]),
+                hinted("10.0.0.2", &[], &["zone-a"])
+            ]),
+            "10.0.0.2:8080",
+        ),
+        (
+            "nothing usable: all",
+            json!([
+                hinted("10.0.0.1", &["n1"], &[]),
+                hinted("10.0.0.2", &["n2"], &["zone-a"])
+            ]),
+            "10.0.0.1:8080 10.0.0.2:8080",
+        ),
+    ];
+    for (what, endpoints, expected) in cases {
+        let mut w = World::new()
+            .with(cluster_ip(
+                "web",
+                json!({"trafficDistribution": "PreferSameNode"}),
+            ))
+            .with_slice(http_slice("web-1", "web", endpoints));
+        w.config.node_name = "node-a".into();
+        w.snapshot.set_node(&node("node-a", Some("zone-a"), &[]));
+        assert_eq!(
+            w.vs("web"),
+            vec![format!("ClusterIP TCP 10.96.0.10:80 http -> {expected}")],
+            "{what}"
+        );
+    }
+}
+
+/// `CategorizeEndpoints` with `UsesClusterEndpoints`: a ClusterIP Service
+/// with `internalTrafficPolicy: Local` and no local endpoint has no real
+/// server; a NodePort one falls back to the Cluster endpoints.
+#[test]
+fn internal_local_without_local_endpoint() {
+    for (spec, expected) in [
+        (json!({"internalTrafficPolicy": "Local"}), ""),
+        (
+            json!({"internalTrafficPolicy": "Local", "type": "NodePort",
+                   "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+            " 10.0.0.2:8080",
+        ),
+    ] {
+        let w = World::new()
+            .with(cluster_ip("web", spec))
+            .with_slice(http_slice(
+                "web-1",
+                "web",
+                json!([ep("10.0.0.2", "node-b")]),
+            ));
+        assert!(
+            w.vs("web")
+                .contains(&format!("ClusterIP TCP 10.96.0.10:80 http ->{expected}")),
+            "{:?}",
+            w.vs("web")
+        );
+    }
 }

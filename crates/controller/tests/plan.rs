@@ -41,6 +41,7 @@ fn service(vip: &str, proto: Protocol, port: u16, endpoints: &[&str]) -> Service
         port_name: "http".into(),
         kind: VirtualServerKind::ClusterIp,
         source_ranges: Vec::new(),
+        traffic_policy: Default::default(),
     };
     ServiceState {
         virtual_servers: BTreeMap::from([(k, vs)]),

@@ -19,7 +19,11 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use kube::runtime::watcher::Event;
-use kube_ipvs_controller::{desired, desired_service_checked, Changed, Config, Skipped, Snapshot};
+use std::ops::RangeInclusive;
+
+use kube_ipvs_controller::{
+    desired, desired_service_checked, health_checks, Changed, Config, Skipped, Snapshot,
+};
 use tokio::time::{sleep_until, Instant};
 
 pub use schedule::Timing;
@@ -31,6 +35,7 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::output;
 use crate::reconcile::{Reconciler, SyncKind, SyncReport};
+use crate::service_health::{ListenOn, ServiceHealth};
 use crate::snapshot::{NodeAddresses, SnapshotWriter};
 use crate::source::{Failure, SourceEvent};
 use latency::Triggers;
@@ -55,6 +60,7 @@ pub struct Agent<D> {
     triggers: Triggers,
     skips: SkipLog,
     firewall: Option<FirewallFeed>,
+    service_health: Option<(ServiceHealth, RangeInclusive<u16>)>,
     metrics: Metrics,
     health: Health,
     syncs: tokio::sync::watch::Sender<Option<(SyncKind, SyncReport)>>,
@@ -79,6 +85,7 @@ impl<D: Dataplane> Agent<D> {
             triggers: Triggers::default(),
             skips: SkipLog::default(),
             firewall: None,
+            service_health: None,
             metrics,
             health,
             syncs: tokio::sync::watch::Sender::new(None),
@@ -89,6 +96,12 @@ impl<D: Dataplane> Agent<D> {
     /// Keeps the node's packet filter in step with the virtual servers.
     pub fn set_firewall(&mut self, feed: FirewallFeed) {
         self.firewall = Some(feed);
+    }
+
+    /// Serves the Services' health checks on their `healthCheckNodePort`,
+    /// which must lie in `node_ports` (`--service-node-port-range`).
+    pub fn set_service_health(&mut self, health: ServiceHealth, node_ports: RangeInclusive<u16>) {
+        self.service_health = Some((health, node_ports));
     }
 
     /// A handle to ask the loop for the JSON of the desired virtual servers;
@@ -145,7 +158,12 @@ impl<D: Dataplane> Agent<D> {
                 None => {}
             },
         }
+        let node_event = matches!(event, SourceEvent::Node(_));
         let changed = self.writer.apply(event);
+        if node_event {
+            self.health
+                .set_node(self.writer.snapshot().node().eligibility);
+        }
         if !changed.is_empty() {
             self.metrics.last_queued.set(unix_now());
         }
@@ -303,7 +321,38 @@ impl<D: Dataplane> Agent<D> {
                 self.writer.snapshot(),
             );
         }
+        if kind.programs_changes() {
+            self.sync_service_health();
+        }
         self.syncs.send_replace(Some((kind, report.clone())));
+    }
+}
+
+impl<D> Agent<D> {
+    /// kube-proxy's `SyncServices` and `SyncEndpoints` after each sync: the
+    /// health checks follow the snapshot, and a port that could not be bound
+    /// is tried again.
+    fn sync_service_health(&mut self) {
+        let Some((service_health, node_ports)) = &mut self.service_health else {
+            return;
+        };
+        let snapshot = self.writer.snapshot();
+        let mut skipped = Vec::new();
+        let wanted = health_checks(snapshot, &self.config, node_ports, &mut skipped);
+        self.skips.record(&skipped, &self.metrics);
+        let on = if self.config.nodeport_addresses.is_empty() {
+            ListenOn::Any
+        } else {
+            ListenOn::Addresses(
+                snapshot
+                    .node_addresses()
+                    .iter()
+                    .copied()
+                    .filter(|a| self.config.node_port_address(*a))
+                    .collect(),
+            )
+        };
+        service_health.sync(&wanted, &on);
     }
 }
 

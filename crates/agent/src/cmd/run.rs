@@ -23,6 +23,7 @@ use crate::health::Health;
 use crate::http::{serve_health, serve_metrics, MetricsState};
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
+use crate::service_health::ServiceHealth;
 use crate::source::SourceEvent;
 
 impl<D: Dataplane> Initializing for Agent<D> {
@@ -69,6 +70,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             firewall_config,
         ));
     }
+    agent.set_service_health(
+        ServiceHealth::new(health.clone(), metrics.clone()),
+        args.service_node_port_range.clone(),
+    );
     if let Some(addr) = args.metrics_bind_address.0 {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -6,7 +6,7 @@
 //!
 //! | chain | hook, priority | runs | does |
 //! | --- | --- | --- | --- |
-//! | `prerouting` | prerouting, -100 | before IPVS, `ip daddr` is the VIP | marks Service traffic to masquerade |
+//! | `prerouting` | prerouting, -100 | before IPVS, `ip daddr` is the VIP | marks Service traffic to masquerade (not external traffic to `Local` Services) |
 //! | `output` | output, -150 | before IPVS's LOCAL_OUT hook (-99) | marks locally originated Service traffic |
 //! | `input` | input, 0 | before IPVS's LOCAL_IN hook (98) | source ranges, closes VIPs' other ports |
 //! | `forward` | forward, 0 | replies from real servers pass here | accepts Service traffic |
@@ -172,6 +172,12 @@ fn family_sets(family: AddressFamily, sets: &FamilySets) -> Vec<Set<'static>> {
             services(&sets.external_services),
         ),
         new_set(
+            set_name("local-services", family),
+            service_type(),
+            false,
+            services(&sets.local_services),
+        ),
+        new_set(
             set_name("cluster-cidrs", family),
             vec![addr],
             true,
@@ -264,6 +270,16 @@ fn family_rules(
     };
 
     let mut rules = Vec::new();
+    // `externalTrafficPolicy: Local` keeps the client's address in every
+    // scope, as kube-proxy's `KUBE-NODE-PORT-LOCAL-*`, `KUBE-EXTERNAL-IP-LOCAL`
+    // and `KUBE-LOAD-BALANCER-LOCAL` sets return before `KUBE-MARK-MASQ`.
+    rules.push((
+        "prerouting",
+        vec![
+            matches(service_of_packet(), set("local-services")),
+            Statement::Return(None),
+        ],
+    ));
     let prerouting = match sets.masquerade {
         MasqueradeScope::All => vec![matches(service_of_packet(), set("services")), set_mark()],
         MasqueradeScope::OutsideClusterCidrs => vec![

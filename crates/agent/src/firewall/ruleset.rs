@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use kube_ipvs_controller::{DesiredState, DesiredVirtualServer, Intent, VirtualServerKind};
+use kube_ipvs_controller::{
+    DesiredState, DesiredVirtualServer, Intent, TrafficPolicy, VirtualServerKind,
+};
 use kube_ipvs_netlink::{AddressFamily, ForwardMethod, Protocol, VirtualServerKey};
 
 /// The mark kube-proxy uses for "masquerade this connection" (`KUBE-MARK-MASQ`).
@@ -97,6 +99,9 @@ pub struct FamilySets {
     pub services: BTreeSet<ServicePort>,
     /// Virtual servers on node ports, external and load-balancer IPs.
     pub external_services: BTreeSet<ServicePort>,
+    /// Those of them with `externalTrafficPolicy: Local`: traffic arriving
+    /// for them is never masqueraded, so the endpoint sees the client.
+    pub local_services: BTreeSet<ServicePort>,
     /// `--cluster-cidr` entries of this family, none inside another.
     pub cluster_cidrs: BTreeSet<IpNetwork>,
     /// Endpoints that may reach themselves through a Service.
@@ -113,6 +118,7 @@ impl FamilySets {
         self.vips.len()
             + self.services.len()
             + self.external_services.len()
+            + self.local_services.len()
             + self.cluster_cidrs.len()
             + self.hairpin.len()
             + self.restricted.len()
@@ -205,6 +211,9 @@ impl Ruleset {
             sets.services.insert(service);
             if vs.kind != VirtualServerKind::ClusterIp {
                 sets.external_services.insert(service);
+                if vs.traffic_policy == TrafficPolicy::Local {
+                    sets.local_services.insert(service);
+                }
             }
             for rs in vs.real_servers.values() {
                 // Only NAT rewrites the destination; other methods never

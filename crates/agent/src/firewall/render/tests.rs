@@ -82,11 +82,21 @@ fn prerouting_rule_follows_the_masquerade_scope() {
         let mut ruleset = Ruleset::default();
         ruleset.ipv4.masquerade = scope;
         let objects = rendered(&ruleset);
-        let rule = objects
+        let prerouting: Vec<String> = objects
             .iter()
-            .find(|o| o["add"]["rule"]["chain"] == "prerouting")
-            .unwrap();
-        let text = rule.to_string();
+            .filter(|o| o["add"]["rule"]["chain"] == "prerouting")
+            .map(|o| o.to_string())
+            .collect();
+        // `Local` external traffic returns before any scope marks it.
+        assert!(
+            prerouting[0].contains("@local-services-v4") && prerouting[0].contains("return"),
+            "{scope:?}: {prerouting:?}"
+        );
+        let text = prerouting
+            .iter()
+            .find(|r| r.contains("mangle"))
+            .unwrap()
+            .clone();
         assert!(text.contains(target), "{scope:?}: {text}");
         assert_eq!(
             text.contains("@cluster-cidrs-v4"),

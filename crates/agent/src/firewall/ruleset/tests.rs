@@ -28,6 +28,7 @@ struct Svc {
     port: u16,
     endpoints: &'static [&'static str],
     source_ranges: &'static [&'static str],
+    policy: TrafficPolicy,
 }
 
 fn svc(kind: VirtualServerKind, address: &'static str, port: u16) -> Svc {
@@ -37,6 +38,7 @@ fn svc(kind: VirtualServerKind, address: &'static str, port: u16) -> Svc {
         port,
         endpoints: &[],
         source_ranges: &[],
+        policy: TrafficPolicy::Cluster,
     }
 }
 
@@ -63,6 +65,7 @@ fn desired(vips: &[&str], servers: &[Svc]) -> DesiredState {
                 port_name: "http".into(),
                 kind: s.kind,
                 source_ranges: s.source_ranges.iter().map(|r| net(r)).collect(),
+                traffic_policy: s.policy,
             },
         );
     }
@@ -263,4 +266,36 @@ fn disjoint_drops_nested_prefixes_and_clears_host_bits() {
         let want: BTreeSet<IpNetwork> = want.iter().map(|n| net(n)).collect();
         assert_eq!(disjoint(input.iter()), want, "{input:?}");
     }
+}
+
+/// `pkg/proxy/ipvs/proxier.go` `syncProxyRules`: node ports, external and
+/// load-balancer IPs of `externalTrafficPolicy: Local` Services go into the
+/// `KUBE-*-LOCAL` sets that return before `KUBE-MARK-MASQ`; their cluster
+/// IPs and `Cluster` Services' addresses do not.
+#[test]
+fn local_external_services_are_not_masqueraded() {
+    let local = |kind, address, port| Svc {
+        policy: TrafficPolicy::Local,
+        ..svc(kind, address, port)
+    };
+    let d = desired(
+        &["10.96.0.10"],
+        &[
+            local(VirtualServerKind::ClusterIp, "10.96.0.10", 80),
+            local(VirtualServerKind::NodePort, "172.18.0.2", 30080),
+            local(VirtualServerKind::LoadBalancer, "192.0.2.10", 80),
+            svc(VirtualServerKind::ExternalIp, "192.0.2.11", 80),
+        ],
+    );
+    let r = Ruleset::new(&d, &FirewallConfig::default());
+    assert_eq!(
+        r.ipv4.local_services,
+        [
+            port("172.18.0.2", Protocol::Tcp, 30080),
+            port("192.0.2.10", Protocol::Tcp, 80),
+        ]
+        .into_iter()
+        .collect()
+    );
+    assert_eq!(r.ipv4.external_services.len(), 3);
 }
