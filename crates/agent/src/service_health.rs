@@ -157,10 +157,22 @@ impl ServiceHealth {
 }
 
 fn bind(on: &ListenOn, port: u16) -> Result<Vec<TcpListener>, BindError> {
+    // SO_REUSEPORT: a port that passes from one Service to another in one
+    // sync is bound again at once, while the task that served the old
+    // listener is still being cancelled and holds it open.
     let one = |address: SocketAddr| {
-        std::net::TcpListener::bind(address)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(TcpListener::from_std)
+        let socket = if address.is_ipv6() {
+            tokio::net::TcpSocket::new_v6()
+        } else {
+            tokio::net::TcpSocket::new_v4()
+        };
+        socket
+            .and_then(|s| {
+                s.set_reuseaddr(true)?;
+                s.set_reuseport(true)?;
+                s.bind(address)?;
+                s.listen(1024)
+            })
             .map_err(|source| BindError { address, source })
     };
     match on {

@@ -232,6 +232,24 @@ impl Agent {
         });
     }
 
+    /// Waits until `/healthz` answers 200 and the agent's nftables table is
+    /// in the kernel (it follows the first sync, beside the loop), so the
+    /// traffic that follows meets the agent's masquerade, filters and
+    /// conntrack (whose hooks the table's `ct` rules switch on).
+    pub fn wait_ready(&self) {
+        self.wait_ready_on(10256);
+    }
+
+    /// [`Agent::wait_ready`] with `/healthz` on `127.0.0.1:port`.
+    pub fn wait_ready_on(&self, port: u16) {
+        self.wait_healthy_on(port);
+        wait_until(
+            "the agent's nftables table",
+            Duration::from_secs(30),
+            || try_sh("nft list table inet kube-ipvs >/dev/null 2>&1").0,
+        );
+    }
+
     /// Stops the agent with SIGTERM and waits for it.
     pub fn stop(mut self) {
         self.terminate();

@@ -25,7 +25,7 @@ const OVERLAY: [&str; 13] = [
     "--ipvs-tcp-timeout=0s",
     "--ipvs-tcpfin-timeout=0s",
     "--ipvs-udp-timeout=0s",
-    "--log-format=text",
+    "--log-format=json",
 ];
 
 /// Two NodePort Services, one labelled for kube-ipvs (30080 -> p1), one
@@ -79,7 +79,7 @@ fn service_proxy_name_serves_exactly_the_labelled_services() {
     labelled_and_plain(&dir);
 
     let agent = Agent::start_args(&dir.dir, &OVERLAY);
-    agent.wait_healthy_on(10286);
+    agent.wait_ready_on(10286);
     assert!(
         matches!(tcp("client", NODE, 30080), Answer::From { ref pod, .. } if pod == "p1"),
         "the labelled Service is served"
@@ -99,7 +99,7 @@ fn service_proxy_name_serves_exactly_the_labelled_services() {
 
     reset_kernel();
     let agent = Agent::start(&dir.dir, &[]);
-    agent.wait_healthy();
+    agent.wait_ready();
     assert_eq!(
         tcp("client", NODE, 30080),
         Answer::Refused,
@@ -150,7 +150,7 @@ fn a_node_address_as_external_ip_is_served_and_nothing_else_changes() {
         "before the agent"
     );
     let agent = Agent::start(&dir.dir, &["--nodeport-addresses", "192.168.100.0/24"]);
-    agent.wait_healthy();
+    agent.wait_ready();
     assert!(
         matches!(tcp("client", NODE, 10000), Answer::From { ref pod, .. } if pod == "p1"),
         "the external IP's port is served"
@@ -245,7 +245,7 @@ fn udp_flows_to_removed_endpoints_and_deleted_services_are_cleaned() {
         ("10.244.2.2", "node-1", true),
     ]);
     let agent = Agent::start(&dir.dir, &[]);
-    agent.wait_healthy();
+    agent.wait_ready();
 
     let flow = flow_to("p2", "10.96.3.1", 10000, 40000);
     assert!(
@@ -308,7 +308,7 @@ fn an_iptables_forward_drop_policy_does_not_drop_service_replies() {
         ]),
     );
     let agent = Agent::start(&dir.dir, &["--ipvs-sync-period", "3s"]);
-    agent.wait_healthy();
+    agent.wait_ready();
     let through = || {
         (
             tcp("p3", "10.96.4.1", 8080),
@@ -335,9 +335,14 @@ fn an_iptables_forward_drop_policy_does_not_drop_service_replies() {
         "pods and outside clients reach the Service, and the pod sees them"
     );
 
-    // Without the rule the replies are dropped; the next resync restores it.
+    // Without the rule the replies are dropped. The agent is stopped so no
+    // resync puts it back meanwhile; started again, it does.
+    agent.stop();
     sh("iptables-nft -w -D FORWARD 1");
+    assert!(!sh("iptables-nft -w -S FORWARD").contains("kube-ipvs"));
     assert_eq!(through(), (Answer::TimedOut, Answer::TimedOut));
+    let agent = Agent::start(&dir.dir, &["--ipvs-sync-period", "3s"]);
+    agent.wait_ready();
     crate::support::wait_until(
         "the FORWARD rule back",
         std::time::Duration::from_secs(10),

@@ -59,9 +59,7 @@ fn get(ns: &str, to: &str, port: u16, path: &str) -> Option<(u16, String)> {
 /// Waits until the agent's nftables table is in place (it follows the
 /// first sync), so masquerade decisions are the agent's.
 fn wait_firewall(agent: &Agent) {
-    wait_until("nftables table", Duration::from_secs(20), || {
-        agent.log().contains("nftables table replaced")
-    });
+    agent.wait_ready();
 }
 
 fn metrics() -> String {
