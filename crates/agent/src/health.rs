@@ -1,4 +1,20 @@
-//! Health: healthy once the first sync is done and the last one is recent.
+//! Health, as kube-proxy's `/healthz` and `/livez` (`pkg/proxy/healthcheck/
+//! proxy_health.go`) mean it: the agent's own loop, never the API server.
+//!
+//! The loop syncs at least every `--ipvs-sync-period` (a full resync of the
+//! kernel runs whether or not the API server answers), so a loop that has
+//! not completed a sync for twice that is stuck or failing: unhealthy, as
+//! kube-proxy is when a queued update waits longer than `2 × syncPeriod`.
+//! Before the first sync:
+//!
+//! - `/livez` answers 200: the agent is starting, waiting for the sources'
+//!   initial state (an unreachable API server is not the agent's fault, and
+//!   restarting it would not help; kube-proxy is healthy "while it's
+//!   starting up", and Cilium keeps the API server out of its liveness for
+//!   the same reason) or running the first, cold sync. The DaemonSet's
+//!   `startupProbe` bounds that time instead.
+//! - `/healthz` answers 503: the node forwards nothing new yet, so it is
+//!   not ready (readiness, and load balancers' health checks).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -64,13 +80,24 @@ impl Health {
         inner.last_sync = Some((Instant::now(), SystemTime::now()));
     }
 
-    /// The current status.
+    /// What `/healthz` answers: unhealthy before the first sync, and when
+    /// the last one is older than the limit.
     pub fn status(&self) -> Status {
+        self.answer(false)
+    }
+
+    /// What `/livez` answers: as `/healthz`, but healthy before the first
+    /// sync (starting up).
+    pub fn liveness(&self) -> Status {
+        self.answer(true)
+    }
+
+    fn answer(&self, starting_is_healthy: bool) -> Status {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let now = SystemTime::now();
         let (healthy, last) = match inner.last_sync {
             Some((at, wall)) => (at.elapsed() <= self.stale_after, rfc3339(wall)),
-            None => (false, String::new()),
+            None => (starting_is_healthy, String::new()),
         };
         Status {
             healthy,
@@ -103,12 +130,17 @@ mod tests {
     async fn unhealthy_until_first_sync_and_after_staleness() {
         let health = Health::new(Duration::from_secs(60));
         assert!(!health.status().healthy);
+        // Starting up is alive, however long the API server keeps us waiting.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(health.liveness().healthy);
+        assert!(!health.status().healthy);
         health.synced();
         assert!(health.status().healthy);
         tokio::time::advance(Duration::from_secs(59)).await;
         assert!(health.status().healthy);
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(!health.status().healthy);
+        assert!(!health.liveness().healthy, "a stuck loop is not alive");
         health.synced();
         assert!(health.status().healthy);
     }

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use ipnetwork::IpNetwork;
 use k8s_openapi::api::core::v1::Node;
 
 use crate::skip::{SkipKind, SkipReason, Skipped};
@@ -10,11 +11,18 @@ use crate::skip::{SkipKind, SkipReason, Skipped};
 /// The label holding the node's zone.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
-/// What the mapping needs of the Node.
+/// What the mapping (and the packet filter) needs of the Node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeInfo {
     /// `topology.kubernetes.io/zone`, for topology-aware routing.
     pub zone: Option<Box<str>>,
+    /// The node's primary IPs, at most one per family, as kube-proxy
+    /// detects them (`GetNodeHostIPs`): the first `InternalIP` of each
+    /// family, else the first `ExternalIP`; the first listed is first.
+    pub primary_ips: Vec<IpAddr>,
+    /// `spec.podCIDRs` (else `spec.podCIDR`): the node's pod ranges, what
+    /// `--detect-local-mode=NodeCIDR` takes as local traffic.
+    pub pod_cidrs: Vec<IpNetwork>,
 }
 
 impl NodeInfo {
@@ -27,8 +35,51 @@ impl NodeInfo {
             .and_then(|l| l.get(ZONE_LABEL))
             .filter(|z| !z.is_empty())
             .map(|z| Box::from(z.as_str()));
-        NodeInfo { zone }
+        NodeInfo {
+            zone,
+            primary_ips: primary_ips(node),
+            pod_cidrs: pod_cidrs(node),
+        }
     }
+}
+
+/// The first `InternalIP` of each family, else the first `ExternalIP`;
+/// ordered by the first address of all (kube-proxy's `GetNodeHostIPs`).
+fn primary_ips(node: &Node) -> Vec<IpAddr> {
+    let listed = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let of_type = |t: &'static str| {
+        listed
+            .iter()
+            .filter(move |a| a.type_ == t)
+            .filter_map(|a| a.address.trim().parse::<IpAddr>().ok())
+    };
+    let all: Vec<IpAddr> = of_type("InternalIP").chain(of_type("ExternalIP")).collect();
+    let Some(first) = all.first().copied() else {
+        return Vec::new();
+    };
+    let mut out = vec![first];
+    out.extend(all.iter().copied().find(|a| a.is_ipv4() != first.is_ipv4()));
+    out
+}
+
+fn pod_cidrs(node: &Node) -> Vec<IpNetwork> {
+    let Some(spec) = node.spec.as_ref() else {
+        return Vec::new();
+    };
+    let listed: Vec<&String> = match &spec.pod_cidrs {
+        Some(cidrs) if !cidrs.is_empty() => cidrs.iter().collect(),
+        _ => spec.pod_cidr.iter().collect(),
+    };
+    listed
+        .into_iter()
+        .filter_map(|c| c.trim().parse::<IpNetwork>().ok())
+        .filter_map(|n| IpNetwork::new(n.network(), n.prefix()).ok())
+        .collect()
 }
 
 /// The `InternalIP` and `ExternalIP` addresses of a Node object, without

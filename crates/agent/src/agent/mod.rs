@@ -9,7 +9,10 @@
 //! - `schedule`: when each kind of sync is due ([`Timing`]).
 //! - `latency`: network programming latency, from slices' trigger times.
 //! - `skips`: what the mapping left out, logged and counted once.
+//! - `changes`: changes seen and pending per IP family, for kube-proxy's
+//!   metrics.
 
+mod changes;
 mod latency;
 mod schedule;
 mod skips;
@@ -19,7 +22,10 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use kube::runtime::watcher::Event;
-use kube_ipvs_controller::{desired, desired_service_checked, Changed, Config, Skipped, Snapshot};
+use kube::ResourceExt;
+use kube_ipvs_controller::{
+    desired, desired_service_checked, Changed, Config, ServiceRef, Skipped, Snapshot,
+};
 use tokio::time::{sleep_until, Instant};
 
 pub use schedule::Timing;
@@ -33,6 +39,7 @@ use crate::output;
 use crate::reconcile::{Reconciler, SyncKind, SyncReport};
 use crate::snapshot::{NodeAddresses, SnapshotWriter};
 use crate::source::{Failure, SourceEvent};
+use changes::PendingChanges;
 use latency::Triggers;
 use schedule::Schedule;
 use skips::SkipLog;
@@ -53,6 +60,9 @@ pub struct Agent<D> {
     schedule: Schedule,
     pending: Changed,
     triggers: Triggers,
+    changes: PendingChanges,
+    /// The IP families the node serves, for the metrics' `ip_family`.
+    families: Vec<&'static str>,
     skips: SkipLog,
     firewall: Option<FirewallFeed>,
     metrics: Metrics,
@@ -77,6 +87,8 @@ impl<D: Dataplane> Agent<D> {
             schedule: Schedule::new(timing),
             pending: Changed::default(),
             triggers: Triggers::default(),
+            changes: PendingChanges::default(),
+            families: vec![changes::FAMILIES[0]],
             skips: SkipLog::default(),
             firewall: None,
             metrics,
@@ -123,10 +135,23 @@ impl<D: Dataplane> Agent<D> {
     /// Applies one source event: to the snapshot, or, for a source's own
     /// failure, to the log and metrics (the one place it is logged).
     pub fn handle(&mut self, event: SourceEvent) {
+        let mut families: Vec<&'static str> = Vec::new();
         match &event {
-            SourceEvent::Services(_) => self.metrics.service_changes.inc(),
+            SourceEvent::Services(Event::Apply(s) | Event::InitApply(s) | Event::Delete(s)) => {
+                families = changes::service_families(s);
+                let service = ServiceRef::new(s.namespace().unwrap_or_default(), s.name_any());
+                self.changes.service(&service, &families, &self.metrics);
+            }
+            SourceEvent::Services(_) => {}
             SourceEvent::EndpointSlices(e) => {
-                self.metrics.endpoint_changes.inc();
+                if let Event::Apply(s) | Event::InitApply(s) | Event::Delete(s) = e {
+                    if let (Some(family), Some(service)) =
+                        (changes::slice_family(s), changes::slice_service(s))
+                    {
+                        families.push(family);
+                        self.changes.endpoints(&service, family, &self.metrics);
+                    }
+                }
                 if let Event::Apply(s) | Event::InitApply(s) = e {
                     self.triggers.note(s);
                 }
@@ -147,7 +172,18 @@ impl<D: Dataplane> Agent<D> {
         }
         let changed = self.writer.apply(event);
         if !changed.is_empty() {
-            self.metrics.last_queued.set(unix_now());
+            let now = unix_now();
+            let families = if families.is_empty() {
+                &self.families
+            } else {
+                &families
+            };
+            for family in families {
+                self.metrics
+                    .last_queued
+                    .with_label_values(&[family])
+                    .set(now);
+            }
         }
         self.pending.merge(changed);
     }
@@ -214,6 +250,11 @@ impl<D: Dataplane> Agent<D> {
         );
         self.skips.set_last_full(desired.skipped.clone());
         let result = self.reconciler.full_sync(desired).await;
+        self.families =
+            changes::served_families(self.reconciler.intent(), self.writer.snapshot().node());
+        for family in &self.families {
+            self.metrics.init_family(family);
+        }
         match &result {
             Ok(report) => self.finish(SyncKind::Full, report),
             Err(e) => tracing::warn!(error = %Chain(e), "full sync failed; retrying"),
@@ -278,11 +319,30 @@ impl<D: Dataplane> Agent<D> {
 
     fn finish(&mut self, kind: SyncKind, report: &SyncReport) {
         self.schedule.finished();
+        // A drain check does not program pending changes: it is neither a
+        // full nor a partial sync in kube-proxy's sense, and the latency of
+        // changes is measured when a full or incremental sync programs them.
+        if kind.programs_changes() {
+            let seconds = report.duration.as_secs_f64();
+            let split = match kind {
+                SyncKind::Full => &self.metrics.sync_full_duration,
+                _ => &self.metrics.sync_partial_duration,
+            };
+            for family in &self.families {
+                self.metrics
+                    .sync_duration
+                    .with_label_values(&[family])
+                    .observe(seconds);
+                split.with_label_values(&[family]).observe(seconds);
+            }
+            self.changes.synced(&self.metrics);
+        }
         if report.ok() {
             self.health.synced();
-            self.metrics.last_sync.set(unix_now());
-            // A drain check does not program pending changes: their latency is
-            // measured when a full or incremental sync does.
+            let now = unix_now();
+            for family in &self.families {
+                self.metrics.last_sync.with_label_values(&[family]).set(now);
+            }
             if kind.programs_changes() {
                 self.triggers.programmed(&self.metrics.network_programming);
             }
@@ -296,7 +356,12 @@ impl<D: Dataplane> Agent<D> {
             "synced"
         );
         if let Some(feed) = &self.firewall {
-            feed.after_sync(kind, report, self.reconciler.intent());
+            feed.after_sync(
+                kind,
+                report,
+                self.reconciler.intent(),
+                self.writer.snapshot().node(),
+            );
         }
         self.syncs.send_replace(Some((kind, report.clone())));
     }

@@ -36,7 +36,7 @@ pub async fn events(source: &SourceArgs, node: &str) -> Result<BoxStream<'static
     Ok(match &source.from_dir {
         Some(dir) => source::dir_source(dir.clone()).boxed(),
         None => {
-            let client = source::client(source.kubeconfig.as_deref())
+            let client = source::client_with(&source.into())
                 .await
                 .context("connecting to the Kubernetes API")?;
             source::kube_source(client, node).boxed()

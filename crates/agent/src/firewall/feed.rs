@@ -1,9 +1,9 @@
 //! What the loop hands the packet-filter worker after each sync.
 
-use kube_ipvs_controller::Intent;
+use kube_ipvs_controller::{Intent, NodeInfo};
 use kube_ipvs_netlink::VirtualServerKey;
 
-use super::{FirewallConfig, FirewallHandle, Ruleset, StaleUdpFlows};
+use super::{FirewallConfig, FirewallHandle, LocalTraffic, Ruleset, StaleUdpFlows};
 use crate::reconcile::{SyncKind, SyncReport};
 
 /// Keeps the node's packet filter in step with the virtual servers.
@@ -21,11 +21,27 @@ impl FirewallFeed {
 
     /// Hands the worker the ruleset of the desired state and the UDP real
     /// servers the sync removed. The ruleset is rebuilt only when the kernel
-    /// changed or after a full sync.
-    pub fn after_sync(&self, kind: SyncKind, report: &SyncReport, intent: &Intent) {
+    /// changed or after a full sync (which a change of the Node brings).
+    /// With `NodeCIDR` local detection the node's pod CIDRs come from `node`.
+    pub fn after_sync(
+        &self,
+        kind: SyncKind,
+        report: &SyncReport,
+        intent: &Intent,
+        node: &NodeInfo,
+    ) {
         if report.writes > 0 || kind == SyncKind::Full {
-            self.handle
-                .apply(Ruleset::from_intent(intent, &self.config));
+            let ruleset = match &self.config.local {
+                LocalTraffic::NodeCidrs(_) => Ruleset::from_intent(
+                    intent,
+                    &FirewallConfig {
+                        local: LocalTraffic::NodeCidrs(node.pod_cidrs.clone()),
+                        ..self.config.clone()
+                    },
+                ),
+                _ => Ruleset::from_intent(intent, &self.config),
+            };
+            self.handle.apply(ruleset);
         }
         let stale: Vec<StaleUdpFlows> = report
             .removed_udp
