@@ -1,7 +1,7 @@
 //! Command-line flags. Names and defaults follow kube-proxy wherever it has
 //! the flag, so a kube-proxy configuration carries over.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,6 +9,16 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
 use kube_ipvs_netlink::Scheduler;
+
+mod addresses;
+mod kube_proxy;
+
+pub use addresses::{parse_ip, parse_nodeport_entries, NodePortAddresses};
+use addresses::{parse_nodeport_addresses, sloppy_ipv4};
+pub use kube_proxy::{
+    parse_detect_local_mode, parse_feature_gates, parse_proxy_mode, DetectLocalMode, FeatureGates,
+    KubeProxyArgs, WITHOUT_MEANING,
+};
 
 /// The kube-ipvs command line.
 #[derive(Debug, Parser)]
@@ -38,8 +48,13 @@ pub enum Command {
 }
 
 /// Where Services, EndpointSlices and the Node come from.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct SourceArgs {
+    /// kube-proxy's configuration file (a `KubeProxyConfiguration`, such as
+    /// kubeadm's `config.conf`); its values take the place of the flags', as
+    /// in kube-proxy.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Path to a kubeconfig; in-cluster configuration when unset.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
@@ -50,14 +65,25 @@ pub struct SourceArgs {
     /// The name of this node; the host name when unset.
     #[arg(long, env = "NODE_NAME")]
     pub hostname_override: Option<String>,
+    /// The API server's address, in place of the kubeconfig's.
+    #[arg(long)]
+    pub master: Option<String>,
+    /// Requests per second to the API server (kube-proxy's client limit).
+    #[arg(long, default_value_t = 5.0)]
+    pub kube_api_qps: f32,
+    /// Requests the API client may send at once above `--kube-api-qps`.
+    #[arg(long, default_value_t = 10)]
+    pub kube_api_burst: i32,
 }
 
 /// How Services map to virtual servers.
 #[derive(Debug, Clone, Args)]
 pub struct MappingArgs {
-    /// CIDRs of the node addresses NodePorts listen on (comma-separated); all when empty.
-    #[arg(long, default_value = "", value_parser = parse_cidrs)]
-    pub nodeport_addresses: Cidrs,
+    /// The node addresses NodePorts listen on: CIDRs and `primary` (the
+    /// Node's primary IPs), comma-separated; a family without an entry
+    /// listens on all of its addresses, as in kube-proxy.
+    #[arg(long, default_value = "", value_parser = parse_nodeport_addresses)]
+    pub nodeport_addresses: NodePortAddresses,
     /// The default scheduler; a Service may choose its own with the
     /// `kube-ipvs.io/scheduler` annotation.
     #[arg(long, default_value = "rr", value_parser = parse_scheduler)]
@@ -66,6 +92,10 @@ pub struct MappingArgs {
     /// with this value; when empty, serve only Services without that label.
     #[arg(long, default_value = "", value_parser = parse_proxy_name)]
     pub service_proxy_name: String,
+    /// The node's primary IP (kube-proxy binds no socket to it either): what
+    /// `primary` in `--nodeport-addresses` means in its family.
+    #[arg(long, default_value = "0.0.0.0", value_parser = parse_ip)]
+    pub bind_address: IpAddr,
 }
 
 /// Flags of `run`.
@@ -104,6 +134,10 @@ pub struct RunArgs {
     /// Where `/metrics` is served; empty to disable.
     #[arg(long, default_value = "127.0.0.1:10249", value_parser = parse_optional_addr)]
     pub metrics_bind_address: BindAddress,
+    /// Serve `/debug/virtual-servers` on the metrics address to any client;
+    /// by default only to the node itself (loopback clients).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool)]
+    pub debug_allow_remote: bool,
     /// Where `/healthz` and `/livez` are served; empty to disable.
     #[arg(long, default_value = "0.0.0.0:10256", value_parser = parse_optional_addr)]
     pub healthz_bind_address: BindAddress,
@@ -126,9 +160,12 @@ pub struct RunArgs {
     /// Do not program the nftables table (masquerade, filters, source ranges).
     #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool)]
     pub no_firewall: bool,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    /// Log format (kube-proxy's `--logging-format` is the same flag).
+    #[arg(long, alias = "logging-format", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// kube-proxy's other flags.
+    #[command(flatten)]
+    pub kube_proxy: KubeProxyArgs,
 }
 
 /// Flags of `plan`.
@@ -227,7 +264,7 @@ fn parse_cidrs(s: &str) -> Result<Cidrs, String> {
 }
 
 /// `--flag`, `--flag=true` or `--flag=false`, as kube-proxy's boolean flags take.
-fn parse_bool(s: &str) -> Result<bool, String> {
+pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
@@ -235,19 +272,15 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
-    let net: IpNetwork = s
-        .trim()
+/// Parses a CIDR as kube-proxy does (`ParseCIDRSloppy`): host bits are
+/// cleared (`10.0.0.1/8` is `10.0.0.0/8`) and IPv4 octets may have leading
+/// zeros.
+pub fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
+    let text = sloppy_ipv4(s.trim());
+    let net: IpNetwork = text
         .parse()
         .map_err(|e| format!("{s:?} is not a CIDR: {e}"))?;
-    if net.network() != net.ip() {
-        return Err(format!(
-            "{s:?} has host bits set; did you mean {}/{}?",
-            net.network(),
-            net.prefix()
-        ));
-    }
-    Ok(net)
+    IpNetwork::new(net.network(), net.prefix()).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// An address to serve on, or none when the flag is empty (disabled).
@@ -359,7 +392,8 @@ mod tests {
         for args in [
             &["kube-ipvs", "run", "--ipvs-scheduler", "fastest"][..],
             &["kube-ipvs", "run", "--ipvs-sync-period", "30"],
-            &["kube-ipvs", "run", "--nodeport-addresses", "10.0.0.1/8"],
+            &["kube-ipvs", "run", "--nodeport-addresses", "10.0.0.1/33"],
+            &["kube-ipvs", "run", "--proxy-mode", "iptables"],
             &[
                 "kube-ipvs",
                 "run",
@@ -381,7 +415,7 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(run.mapping.nodeport_addresses.0.len(), 2);
+        assert_eq!(run.mapping.nodeport_addresses.cidrs.len(), 2);
         let cli = Cli::try_parse_from([
             "kube-ipvs",
             "run",
@@ -393,7 +427,7 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert!(run.mapping.nodeport_addresses.0.is_empty());
+        assert_eq!(run.mapping.nodeport_addresses, NodePortAddresses::default());
         assert!(!run.ipvs_strict_arp);
         assert!(run.masquerade_all);
         let cli = Cli::try_parse_from(["kube-ipvs", "run", "--ipvs-strict-arp=true"]).unwrap();

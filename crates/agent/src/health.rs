@@ -1,13 +1,23 @@
-//! Health, as kube-proxy's `ProxyHealthServer`
-//! (`pkg/proxy/healthcheck/proxy_health.go`) reports it: the proxy is
-//! healthy once the first sync is done and the last one is recent; `/healthz`
-//! also needs the node to be eligible (not being deleted, not marked
-//! `ToBeDeletedByClusterAutoscaler`), `/livez` does not.
+//! Health, as kube-proxy's `/healthz` and `/livez` (`pkg/proxy/healthcheck/
+//! proxy_health.go`) mean it: the agent's own loop, never the API server;
+//! `/healthz` also needs the node to be eligible (not being deleted, not
+//! marked `ToBeDeletedByClusterAutoscaler`), `/livez` does not.
 //!
-//! One difference on purpose: kube-proxy counts a proxier that has not
-//! synced yet as healthy ("healthy while it's starting up"); here both
-//! endpoints answer 503 until the first sync, so a readiness probe or a
-//! load balancer never sends traffic to a node whose rules are not there.
+//! The loop syncs at least every `--ipvs-sync-period` (a full resync of the
+//! kernel runs whether or not the API server answers), so a loop that has
+//! not completed a sync for twice that is stuck or failing: unhealthy, as
+//! kube-proxy is when a queued update waits longer than `2 × syncPeriod`.
+//! Before the first sync:
+//!
+//! - `/livez` answers 200: the agent is starting, waiting for the sources'
+//!   initial state (an unreachable API server is not the agent's fault, and
+//!   restarting it would not help; kube-proxy is healthy "while it's
+//!   starting up", and Cilium keeps the API server out of its liveness for
+//!   the same reason) or running the first, cold sync. The DaemonSet's
+//!   `startupProbe` bounds that time instead.
+//! - `/healthz` answers 503, unlike kube-proxy's (healthy while starting):
+//!   the node forwards nothing new yet, so a readiness probe or a load
+//!   balancer must not send it traffic before its rules are there.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -86,17 +96,18 @@ impl Health {
     }
 
     /// Whether the proxy itself is healthy (synced, recently), whatever the
-    /// node's eligibility: `/livez`, and `serviceProxyHealthy` of the
-    /// Services' health checks.
+    /// node's eligibility: `serviceProxyHealthy` of the Services' health
+    /// checks.
     pub fn proxy_healthy(&self) -> bool {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        self.synced_recently(&inner)
+        self.synced_recently(&inner) == Some(true)
     }
 
-    fn synced_recently(&self, inner: &Inner) -> bool {
+    /// Whether the last sync is recent; `None` before the first.
+    fn synced_recently(&self, inner: &Inner) -> Option<bool> {
         inner
             .last_sync
-            .is_some_and(|(at, _)| at.elapsed() <= self.stale_after)
+            .map(|(at, _)| at.elapsed() <= self.stale_after)
     }
 
     fn last_updated(inner: &Inner) -> String {
@@ -106,13 +117,13 @@ impl Health {
             .unwrap_or_default()
     }
 
-    /// What `/healthz` answers: healthy when the proxy is and the node is
-    /// eligible.
+    /// What `/healthz` answers: unhealthy before the first sync, when the
+    /// last one is older than the limit, and while the node is not eligible.
     pub fn status(&self) -> Status {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let eligible = inner.eligibility.eligible();
         Status {
-            healthy: self.synced_recently(&inner) && eligible,
+            healthy: self.synced_recently(&inner) == Some(true) && eligible,
             body: format!(
                 "{{\"lastUpdated\": \"{}\",\"currentTime\": \"{}\", \"nodeEligible\": {eligible}}}",
                 Self::last_updated(&inner),
@@ -121,11 +132,12 @@ impl Health {
         }
     }
 
-    /// What `/livez` answers: the proxy's health alone.
+    /// What `/livez` answers: the proxy's own health, healthy before the
+    /// first sync (starting up), whatever the node's eligibility.
     pub fn liveness(&self) -> Status {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         Status {
-            healthy: self.synced_recently(&inner),
+            healthy: self.synced_recently(&inner).unwrap_or(true),
             body: format!(
                 "{{\"lastUpdated\": \"{}\",\"currentTime\": \"{}\"}}",
                 Self::last_updated(&inner),
@@ -156,12 +168,17 @@ mod tests {
     async fn unhealthy_until_first_sync_and_after_staleness() {
         let health = Health::new(Duration::from_secs(60));
         assert!(!health.status().healthy);
+        // Starting up is alive, however long the API server keeps us waiting.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(health.liveness().healthy);
+        assert!(!health.status().healthy);
         health.synced();
         assert!(health.status().healthy);
         tokio::time::advance(Duration::from_secs(59)).await;
         assert!(health.status().healthy);
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(!health.status().healthy);
+        assert!(!health.liveness().healthy, "a stuck loop is not alive");
         health.synced();
         assert!(health.status().healthy);
     }

@@ -13,7 +13,9 @@
 //! - [`agent`]: the loop from source events to syncs, and when each is due.
 //!
 //! Around it: [`cmd`] (one module per subcommand), [`cli`] and [`config`]
-//! (flags, and each part's configuration from them), [`output`] (how `plan`
+//! (flags, and each part's configuration from them), [`kubeproxy_config`]
+//! (kube-proxy's configuration file, merged into the flags), [`logging`]
+//! (text or JSON lines), [`output`] (how `plan`
 //! and `dump` print), [`metrics`], [`health`] and [`http`] (what the agent
 //! exports), and [`error`] (how an error is printed, once).
 
@@ -26,6 +28,8 @@ pub mod error;
 pub mod firewall;
 pub mod health;
 pub mod http;
+pub mod kubeproxy_config;
+pub mod logging;
 pub mod metrics;
 pub mod output;
 pub mod reconcile;

@@ -1,19 +1,41 @@
-//! The `kube-ipvs` binary: parses the flags, sets up logging and the
-//! runtime, and runs one subcommand ([`kube_ipvs::cmd`]).
+//! The `kube-ipvs` binary: parses the flags, merges kube-proxy's
+//! configuration file into them, sets up logging and the runtime, and runs
+//! one subcommand ([`kube_ipvs::cmd`]).
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use kube_ipvs::cli::{Cli, Command, LogFormat};
-use kube_ipvs::cmd;
+use kube_ipvs::error::Chain;
+use kube_ipvs::kubeproxy_config::{self, Notes};
+use kube_ipvs::{cmd, logging};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let log_format = match &cli.command {
-        Command::Run(run) => run.log_format,
-        _ => LogFormat::Text,
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let sub = |name| {
+        matches
+            .subcommand_matches(name)
+            .expect("the parsed subcommand has matches")
     };
-    init_logging(log_format);
+    let notes = match &mut cli.command {
+        Command::Run(args) => kubeproxy_config::resolve_run(args, sub("run")),
+        Command::Plan(args) => kubeproxy_config::resolve_plan(args, sub("plan")),
+        _ => Ok(Notes::default()),
+    };
+    let notes = match notes {
+        Ok(notes) => notes,
+        Err(e) => {
+            eprintln!("kube-ipvs: {}", Chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let (log_format, verbosity) = match &cli.command {
+        Command::Run(run) => (run.log_format, run.kube_proxy.v),
+        _ => (LogFormat::Text, 0),
+    };
+    logging::init(log_format, verbosity);
+    notes.log();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -39,18 +61,5 @@ fn main() -> ExitCode {
             eprintln!("kube-ipvs: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }

@@ -1,26 +1,50 @@
 //! Prometheus metrics, with kube-proxy's names where kube-proxy has one so
 //! existing dashboards and alerts keep working.
+//!
+//! kube-proxy's own metrics carry an `ip_family` label (`IPv4`, `IPv6`), as
+//! current kube-proxy has them: it runs one proxier per family. kube-ipvs
+//! syncs both families in one pass, so a sync's duration and time are
+//! recorded under each family it served; changes, pending changes and
+//! programming latency under the family of the object (a Service's cluster
+//! IPs, an EndpointSlice's address type). The `process_*` metrics (CPU,
+//! memory, file descriptors) are those of every Go component.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// The label kube-proxy's metrics are split by.
+pub const IP_FAMILY: &str = "ip_family";
 
 /// Every metric the agent exports.
 #[derive(Clone)]
 pub struct Metrics {
-    /// `kubeproxy_sync_proxy_rules_duration_seconds`.
-    pub sync_duration: Histogram,
-    /// `kubeproxy_network_programming_duration_seconds`.
-    pub network_programming: Histogram,
-    /// `kubeproxy_sync_proxy_rules_last_timestamp_seconds`.
-    pub last_sync: Gauge,
-    /// `kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds`.
-    pub last_queued: Gauge,
-    /// `kubeproxy_sync_proxy_rules_endpoint_changes_total`.
-    pub endpoint_changes: IntCounter,
-    /// `kubeproxy_sync_proxy_rules_service_changes_total`.
-    pub service_changes: IntCounter,
+    /// `kubeproxy_sync_proxy_rules_duration_seconds{ip_family}`: every sync
+    /// that programs changes (full and partial).
+    pub sync_duration: HistogramVec,
+    /// `kubeproxy_sync_full_proxy_rules_duration_seconds{ip_family}`: full
+    /// syncs (start, every `--ipvs-sync-period`, retries).
+    pub sync_full_duration: HistogramVec,
+    /// `kubeproxy_sync_partial_proxy_rules_duration_seconds{ip_family}`:
+    /// incremental syncs of the changed Services.
+    pub sync_partial_duration: HistogramVec,
+    /// `kubeproxy_network_programming_duration_seconds{ip_family}`.
+    pub network_programming: HistogramVec,
+    /// `kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family}`.
+    pub last_sync: GaugeVec,
+    /// `kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family}`.
+    pub last_queued: GaugeVec,
+    /// `kubeproxy_sync_proxy_rules_endpoint_changes_total{ip_family}`.
+    pub endpoint_changes: IntCounterVec,
+    /// `kubeproxy_sync_proxy_rules_endpoint_changes_pending{ip_family}`:
+    /// Services whose endpoints changed since the last sync.
+    pub endpoint_changes_pending: IntGaugeVec,
+    /// `kubeproxy_sync_proxy_rules_service_changes_total{ip_family}`.
+    pub service_changes: IntCounterVec,
+    /// `kubeproxy_sync_proxy_rules_service_changes_pending{ip_family}`:
+    /// Services changed since the last sync.
+    pub service_changes_pending: IntGaugeVec,
     /// `kube_ipvs_netlink_operations_total{op,result}`.
     pub operations: IntCounterVec,
     /// `kube_ipvs_virtual_servers`.
@@ -58,38 +82,78 @@ fn programming_buckets() -> Vec<f64> {
 }
 
 impl Metrics {
-    /// Creates the metrics and registers them on `registry`.
+    /// Creates the metrics and registers them, and the process collector,
+    /// on `registry`.
     pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let family = &[IP_FAMILY];
+        let sync_histogram = |name: &str, help: &str| {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(sync_buckets()),
+                family,
+            )
+        };
         let m = Metrics {
-            sync_duration: Histogram::with_opts(
-                HistogramOpts::new(
-                    "kubeproxy_sync_proxy_rules_duration_seconds",
-                    "SyncProxyRules latency in seconds",
-                )
-                .buckets(sync_buckets()),
+            sync_duration: sync_histogram(
+                "kubeproxy_sync_proxy_rules_duration_seconds",
+                "SyncProxyRules latency in seconds",
             )?,
-            network_programming: Histogram::with_opts(
+            sync_full_duration: sync_histogram(
+                "kubeproxy_sync_full_proxy_rules_duration_seconds",
+                "SyncProxyRules latency in seconds for full resyncs",
+            )?,
+            sync_partial_duration: sync_histogram(
+                "kubeproxy_sync_partial_proxy_rules_duration_seconds",
+                "SyncProxyRules latency in seconds for partial resyncs",
+            )?,
+            network_programming: HistogramVec::new(
                 HistogramOpts::new(
                     "kubeproxy_network_programming_duration_seconds",
                     "In Cluster Network Programming Latency in seconds",
                 )
                 .buckets(programming_buckets()),
+                family,
             )?,
-            last_sync: Gauge::new(
-                "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
-                "The last time proxy rules were successfully synced",
+            last_sync: GaugeVec::new(
+                Opts::new(
+                    "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                    "The last time proxy rules were successfully synced",
+                ),
+                family,
             )?,
-            last_queued: Gauge::new(
-                "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
-                "The last time a sync of proxy rules was queued",
+            last_queued: GaugeVec::new(
+                Opts::new(
+                    "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+                    "The last time a sync of proxy rules was queued",
+                ),
+                family,
             )?,
-            endpoint_changes: IntCounter::new(
-                "kubeproxy_sync_proxy_rules_endpoint_changes_total",
-                "Cumulative proxy rules Endpoint changes",
+            endpoint_changes: IntCounterVec::new(
+                Opts::new(
+                    "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+                    "Cumulative proxy rules Endpoint changes",
+                ),
+                family,
             )?,
-            service_changes: IntCounter::new(
-                "kubeproxy_sync_proxy_rules_service_changes_total",
-                "Cumulative proxy rules Service changes",
+            endpoint_changes_pending: IntGaugeVec::new(
+                Opts::new(
+                    "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
+                    "Pending proxy rules Endpoint changes",
+                ),
+                family,
+            )?,
+            service_changes: IntCounterVec::new(
+                Opts::new(
+                    "kubeproxy_sync_proxy_rules_service_changes_total",
+                    "Cumulative proxy rules Service changes",
+                ),
+                family,
+            )?,
+            service_changes_pending: IntGaugeVec::new(
+                Opts::new(
+                    "kubeproxy_sync_proxy_rules_service_changes_pending",
+                    "Pending proxy rules Service changes",
+                ),
+                family,
             )?,
             operations: IntCounterVec::new(
                 Opts::new(
@@ -142,12 +206,19 @@ impl Metrics {
         )?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         registry.register(Box::new(build))?;
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         registry.register(Box::new(m.sync_duration.clone()))?;
+        registry.register(Box::new(m.sync_full_duration.clone()))?;
+        registry.register(Box::new(m.sync_partial_duration.clone()))?;
         registry.register(Box::new(m.network_programming.clone()))?;
         registry.register(Box::new(m.last_sync.clone()))?;
         registry.register(Box::new(m.last_queued.clone()))?;
         registry.register(Box::new(m.endpoint_changes.clone()))?;
+        registry.register(Box::new(m.endpoint_changes_pending.clone()))?;
         registry.register(Box::new(m.service_changes.clone()))?;
+        registry.register(Box::new(m.service_changes_pending.clone()))?;
         registry.register(Box::new(m.operations.clone()))?;
         registry.register(Box::new(m.virtual_servers.clone()))?;
         registry.register(Box::new(m.real_servers.clone()))?;
@@ -157,6 +228,21 @@ impl Metrics {
         registry.register(Box::new(m.health_check_bind_errors.clone()))?;
         registry.register(Box::new(m.health_checks.clone()))?;
         Ok(m)
+    }
+
+    /// Creates every `ip_family` series of `family` at zero, so that a
+    /// family the node serves is exported before its first change (as the
+    /// unlabelled metrics are from the start).
+    pub fn init_family(&self, family: &str) {
+        let labels = &[family];
+        let _ = self.sync_duration.with_label_values(labels);
+        let _ = self.sync_full_duration.with_label_values(labels);
+        let _ = self.sync_partial_duration.with_label_values(labels);
+        let _ = self.network_programming.with_label_values(labels);
+        let _ = self.endpoint_changes.with_label_values(labels);
+        let _ = self.endpoint_changes_pending.with_label_values(labels);
+        let _ = self.service_changes.with_label_values(labels);
+        let _ = self.service_changes_pending.with_label_values(labels);
     }
 
     /// A set of metrics on a private registry, for tests and one-shot commands.

@@ -239,10 +239,8 @@ impl<D: Dataplane> Reconciler<D> {
         let (virtual_servers, real_servers) = self.intent.counts();
         self.metrics.virtual_servers.set(virtual_servers as i64);
         self.metrics.real_servers.set(real_servers as i64);
+        // The loop records the duration by kind of sync (and family).
         report.duration = started.elapsed();
-        self.metrics
-            .sync_duration
-            .observe(report.duration.as_secs_f64());
         report
     }
 }

@@ -141,7 +141,7 @@ impl ServiceHealth {
                 let service = service.clone();
                 let local_endpoints = local_endpoints.clone();
                 let health = self.health.clone();
-                move |_path: String| {
+                move |_path: String, _peer: std::net::SocketAddr| {
                     let response = answer(
                         &service,
                         local_endpoints.load(Ordering::Relaxed),

@@ -444,7 +444,13 @@ async fn network_programming_latency_runs_from_the_trigger_time() {
         vec![slice("a", "UDP", &["10.244.0.1"])],
     );
     h.next_sync().await;
-    assert_eq!(h.metrics.network_programming.get_sample_count(), 0);
+    assert_eq!(
+        h.metrics
+            .network_programming
+            .with_label_values(&["IPv4"])
+            .get_sample_count(),
+        0
+    );
 
     // The EndpointSlice controller stamps when the change happened: 3 s ago.
     let mut changed = slice("a", "UDP", &["10.244.0.2"]);
@@ -459,8 +465,18 @@ async fn network_programming_latency_runs_from_the_trigger_time() {
     h.send(SourceEvent::EndpointSlices(Event::Apply(changed)));
     let (kind, _) = h.next_sync().await;
     assert_eq!(kind, SyncKind::Incremental);
-    assert_eq!(h.metrics.network_programming.get_sample_count(), 1);
-    let seconds = h.metrics.network_programming.get_sample_sum();
+    assert_eq!(
+        h.metrics
+            .network_programming
+            .with_label_values(&["IPv4"])
+            .get_sample_count(),
+        1
+    );
+    let seconds = h
+        .metrics
+        .network_programming
+        .with_label_values(&["IPv4"])
+        .get_sample_sum();
     assert!((3.0..10.0).contains(&seconds), "{seconds}");
 }
 

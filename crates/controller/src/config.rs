@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use ipnetwork::IpNetwork;
 use kube_ipvs_model::Scheduler;
 
+use crate::node::NodeInfo;
+
 /// The agent's settings the mapping depends on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Config {
@@ -18,8 +20,15 @@ pub struct Config {
     /// `None`: every Service with the label belongs to another proxy.
     pub service_proxy_name: Option<String>,
     /// `--nodeport-addresses`: node addresses NodePort virtual servers listen
-    /// on (empty: every node address).
+    /// on. Per family, as in kube-proxy: a family with no entry listens on
+    /// every address of that family.
     pub nodeport_addresses: Vec<IpNetwork>,
+    /// `primary` in `--nodeport-addresses`: the node's primary IP of each
+    /// family is an entry too.
+    pub nodeport_primary: bool,
+    /// `--bind-address` (kube-proxy's name for the node's primary IP): when
+    /// set, the primary IP of its family, in place of the Node object's.
+    pub bind_address: Option<IpAddr>,
 }
 
 impl Config {
@@ -41,10 +50,14 @@ impl Config {
     }
 
     /// Whether a NodePort virtual server may listen on the node address
-    /// `address`. Loopback, unspecified, multicast and IPv6 link-local
-    /// addresses never qualify: IPVS cannot serve traffic to them (a
-    /// link-local address also needs a scope the key has no room for).
-    pub fn node_port_address(&self, address: IpAddr) -> bool {
+    /// `address`, on the node `node`. Loopback, unspecified, multicast and
+    /// IPv6 link-local addresses never qualify: IPVS cannot serve traffic to
+    /// them (a link-local address also needs a scope the key has no room
+    /// for). Otherwise the entries of `address`'s family decide (CIDRs, and
+    /// with `primary` the node's primary IP of that family); with none,
+    /// every address of the family qualifies, as kube-proxy's per-family
+    /// `NodePortAddresses` has it.
+    pub fn node_port_address(&self, address: IpAddr, node: &NodeInfo) -> bool {
         let usable = match address {
             IpAddr::V4(a) => !a.is_loopback() && !a.is_unspecified() && !a.is_multicast(),
             IpAddr::V6(a) => {
@@ -54,9 +67,34 @@ impl Config {
                     && (a.segments()[0] & 0xffc0) != 0xfe80
             }
         };
-        usable
-            && (self.nodeport_addresses.is_empty()
-                || self.nodeport_addresses.iter().any(|n| n.contains(address)))
+        if !usable {
+            return false;
+        }
+        let v4 = address.is_ipv4();
+        let mut entries = self
+            .nodeport_addresses
+            .iter()
+            .filter(|n| n.is_ipv4() == v4)
+            .peekable();
+        let primary = self
+            .nodeport_primary
+            .then(|| self.primary_ip(v4, node))
+            .flatten();
+        if entries.peek().is_none() && primary.is_none() {
+            return true;
+        }
+        primary == Some(address) || entries.any(|n| n.contains(address))
+    }
+
+    /// The node's primary IP of a family: `--bind-address` when it is of
+    /// that family and set, else the Node object's (its first InternalIP of
+    /// the family, else its first ExternalIP), as kube-proxy detects it.
+    pub fn primary_ip(&self, v4: bool, node: &NodeInfo) -> Option<IpAddr> {
+        let bind = self
+            .bind_address
+            .filter(|a| !a.is_unspecified() && a.is_ipv4() == v4);
+        bind.or_else(|| node.primary_ips.iter().copied().find(|a| a.is_ipv4() == v4))
+            .filter(|a| !a.is_loopback())
     }
 }
 
@@ -79,6 +117,7 @@ mod tests {
     #[test]
     fn node_port_addresses() {
         let mut config = Config::new("n1");
+        let node = NodeInfo::default();
         for (address, ok) in [
             ("10.0.0.1", true),
             ("127.0.0.1", false),
@@ -88,14 +127,50 @@ mod tests {
             ("::1", false),
         ] {
             assert_eq!(
-                config.node_port_address(address.parse().unwrap()),
+                config.node_port_address(address.parse().unwrap(), &node),
                 ok,
                 "{address}"
             );
         }
         config.nodeport_addresses = vec!["10.0.0.0/24".parse().unwrap()];
-        assert!(config.node_port_address("10.0.0.9".parse().unwrap()));
-        assert!(!config.node_port_address("10.0.1.9".parse().unwrap()));
-        assert!(!config.node_port_address("2001:db8::1".parse().unwrap()));
+        assert!(config.node_port_address("10.0.0.9".parse().unwrap(), &node));
+        assert!(!config.node_port_address("10.0.1.9".parse().unwrap(), &node));
+        // An IPv4-only list leaves IPv6 NodePorts on every IPv6 address,
+        // as kube-proxy's per-family lists do.
+        assert!(config.node_port_address("2001:db8::1".parse().unwrap(), &node));
+        config
+            .nodeport_addresses
+            .push("2001:db8::/64".parse().unwrap());
+        assert!(!config.node_port_address("2001:db9::1".parse().unwrap(), &node));
+    }
+
+    #[test]
+    fn primary_node_port_addresses() {
+        let node = NodeInfo {
+            primary_ips: vec!["192.168.0.10".parse().unwrap(), "fd00::10".parse().unwrap()],
+            ..NodeInfo::default()
+        };
+        let config = Config {
+            nodeport_primary: true,
+            ..Config::new("n1")
+        };
+        assert!(config.node_port_address("192.168.0.10".parse().unwrap(), &node));
+        assert!(!config.node_port_address("192.168.0.11".parse().unwrap(), &node));
+        assert!(config.node_port_address("fd00::10".parse().unwrap(), &node));
+        assert!(!config.node_port_address("fd00::11".parse().unwrap(), &node));
+        // --bind-address overrides the primary IP of its family only.
+        let config = Config {
+            bind_address: Some("192.168.0.11".parse().unwrap()),
+            ..config
+        };
+        assert!(config.node_port_address("192.168.0.11".parse().unwrap(), &node));
+        assert!(!config.node_port_address("192.168.0.10".parse().unwrap(), &node));
+        assert!(config.node_port_address("fd00::10".parse().unwrap(), &node));
+        // A node with no IPv6 primary IP: IPv6 has no entry, so all of it.
+        let v4_only = NodeInfo {
+            primary_ips: vec!["192.168.0.10".parse().unwrap()],
+            ..NodeInfo::default()
+        };
+        assert!(config.node_port_address("fd00::99".parse().unwrap(), &v4_only));
     }
 }

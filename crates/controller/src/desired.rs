@@ -92,7 +92,7 @@ pub fn desired_service_checked(
         let lb_ips = of_family(&info.load_balancer_ips);
         let node_ips: Vec<IpAddr> = of_family(snapshot.node_addresses())
             .into_iter()
-            .filter(|a| config.node_port_address(*a))
+            .filter(|a| config.node_port_address(*a, snapshot.node()))
             .collect();
         for port in &info.ports {
             // Which virtual servers this port makes, and whether each takes

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use ipnetwork::IpNetwork;
 use k8s_openapi::api::core::v1::Node;
 
 use crate::skip::{SkipKind, SkipReason, Skipped};
@@ -13,13 +14,20 @@ pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// The taint the cluster autoscaler puts on a Node it is about to delete.
 pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
 
-/// What the mapping and the health endpoint need of the Node.
+/// What the mapping, the packet filter and the health endpoint need of the Node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeInfo {
     /// `topology.kubernetes.io/zone`, for topology-aware routing.
     pub zone: Option<Box<str>>,
     /// Whether load balancers should send traffic to the node.
     pub eligibility: Eligibility,
+    /// The node's primary IPs, at most one per family, as kube-proxy
+    /// detects them (`GetNodeHostIPs`): the first `InternalIP` of each
+    /// family, else the first `ExternalIP`; the first listed is first.
+    pub primary_ips: Vec<IpAddr>,
+    /// `spec.podCIDRs` (else `spec.podCIDR`): the node's pod ranges, what
+    /// `--detect-local-mode=NodeCIDR` takes as local traffic.
+    pub pod_cidrs: Vec<IpNetwork>,
 }
 
 /// Whether the node should take load-balancer traffic, as kube-proxy's
@@ -78,8 +86,52 @@ impl NodeInfo {
         } else {
             Eligibility::Eligible
         };
-        NodeInfo { zone, eligibility }
+        NodeInfo {
+            zone,
+            eligibility,
+            primary_ips: primary_ips(node),
+            pod_cidrs: pod_cidrs(node),
+        }
     }
+}
+
+/// The first `InternalIP` of each family, else the first `ExternalIP`;
+/// ordered by the first address of all (kube-proxy's `GetNodeHostIPs`).
+fn primary_ips(node: &Node) -> Vec<IpAddr> {
+    let listed = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let of_type = |t: &'static str| {
+        listed
+            .iter()
+            .filter(move |a| a.type_ == t)
+            .filter_map(|a| a.address.trim().parse::<IpAddr>().ok())
+    };
+    let all: Vec<IpAddr> = of_type("InternalIP").chain(of_type("ExternalIP")).collect();
+    let Some(first) = all.first().copied() else {
+        return Vec::new();
+    };
+    let mut out = vec![first];
+    out.extend(all.iter().copied().find(|a| a.is_ipv4() != first.is_ipv4()));
+    out
+}
+
+fn pod_cidrs(node: &Node) -> Vec<IpNetwork> {
+    let Some(spec) = node.spec.as_ref() else {
+        return Vec::new();
+    };
+    let listed: Vec<&String> = match &spec.pod_cidrs {
+        Some(cidrs) if !cidrs.is_empty() => cidrs.iter().collect(),
+        _ => spec.pod_cidr.iter().collect(),
+    };
+    listed
+        .into_iter()
+        .filter_map(|c| c.trim().parse::<IpNetwork>().ok())
+        .filter_map(|n| IpNetwork::new(n.network(), n.prefix()).ok())
+        .collect()
 }
 
 /// The `InternalIP` and `ExternalIP` addresses of a Node object, without

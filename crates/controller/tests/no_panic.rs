@@ -267,6 +267,7 @@ proptest! {
             scheduler: scheduler.parse::<Scheduler>().unwrap(),
             service_proxy_name: proxy_name,
             nodeport_addresses: Vec::new(),
+            ..Config::default()
         };
         let full = desired(&snapshot, &config);
         for skipped in snapshot.skipped().chain(full.skipped.iter()) {

@@ -8,15 +8,15 @@ use std::time::SystemTime;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;
 use kube_ipvs_controller::ServiceRef;
-use prometheus::Histogram;
+use prometheus::HistogramVec;
 
 /// The annotation the EndpointSlice controller sets to when the change that
 /// produced the slice happened; network programming latency runs from it.
 const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
-/// The earliest change-trigger time per Service not yet programmed.
+/// The earliest change-trigger time per Service and family not yet programmed.
 #[derive(Debug, Default)]
-pub(crate) struct Triggers(BTreeMap<ServiceRef, SystemTime>);
+pub(crate) struct Triggers(BTreeMap<(ServiceRef, &'static str), SystemTime>);
 
 impl Triggers {
     /// Remembers when the change behind a slice happened.
@@ -30,20 +30,29 @@ impl Triggers {
         let Some(service) = slice.labels().get("kubernetes.io/service-name") else {
             return;
         };
+        let Some(family) = super::changes::slice_family(slice) else {
+            return;
+        };
         let at = SystemTime::from(at);
-        let key = ServiceRef::new(slice.namespace().unwrap_or_default(), service.clone());
+        let key = (
+            ServiceRef::new(slice.namespace().unwrap_or_default(), service.clone()),
+            family,
+        );
         self.0
             .entry(key)
             .and_modify(|t| *t = (*t).min(at))
             .or_insert(at);
     }
 
-    /// Observes the latency of every noted change, now programmed.
-    pub(crate) fn programmed(&mut self, histogram: &Histogram) {
+    /// Observes the latency of every noted change, now programmed, under
+    /// the family of its slice.
+    pub(crate) fn programmed(&mut self, histogram: &HistogramVec) {
         let wall = SystemTime::now();
-        for (_, at) in std::mem::take(&mut self.0) {
+        for ((_, family), at) in std::mem::take(&mut self.0) {
             if let Ok(latency) = wall.duration_since(at) {
-                histogram.observe(latency.as_secs_f64());
+                histogram
+                    .with_label_values(&[family])
+                    .observe(latency.as_secs_f64());
             }
         }
     }

@@ -9,7 +9,10 @@
 //! - `schedule`: when each kind of sync is due ([`Timing`]).
 //! - `latency`: network programming latency, from slices' trigger times.
 //! - `skips`: what the mapping left out, logged and counted once.
+//! - `changes`: changes seen and pending per IP family, for kube-proxy's
+//!   metrics.
 
+mod changes;
 mod latency;
 mod schedule;
 mod skips;
@@ -19,10 +22,11 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use kube::runtime::watcher::Event;
+use kube::ResourceExt;
 use std::ops::RangeInclusive;
 
 use kube_ipvs_controller::{
-    desired, desired_service_checked, health_checks, Changed, Config, Skipped, Snapshot,
+    desired, desired_service_checked, health_checks, Changed, Config, ServiceRef, Skipped, Snapshot,
 };
 use tokio::time::{sleep_until, Instant};
 
@@ -38,6 +42,7 @@ use crate::reconcile::{Reconciler, SyncKind, SyncReport};
 use crate::service_health::{ListenOn, ServiceHealth};
 use crate::snapshot::{NodeAddresses, SnapshotWriter};
 use crate::source::{Failure, SourceEvent};
+use changes::PendingChanges;
 use latency::Triggers;
 use schedule::Schedule;
 use skips::SkipLog;
@@ -58,6 +63,9 @@ pub struct Agent<D> {
     schedule: Schedule,
     pending: Changed,
     triggers: Triggers,
+    changes: PendingChanges,
+    /// The IP families the node serves, for the metrics' `ip_family`.
+    families: Vec<&'static str>,
     skips: SkipLog,
     firewall: Option<FirewallFeed>,
     service_health: Option<(ServiceHealth, RangeInclusive<u16>)>,
@@ -83,6 +91,8 @@ impl<D: Dataplane> Agent<D> {
             schedule: Schedule::new(timing),
             pending: Changed::default(),
             triggers: Triggers::default(),
+            changes: PendingChanges::default(),
+            families: vec![changes::FAMILIES[0]],
             skips: SkipLog::default(),
             firewall: None,
             service_health: None,
@@ -136,10 +146,23 @@ impl<D: Dataplane> Agent<D> {
     /// Applies one source event: to the snapshot, or, for a source's own
     /// failure, to the log and metrics (the one place it is logged).
     pub fn handle(&mut self, event: SourceEvent) {
+        let mut families: Vec<&'static str> = Vec::new();
         match &event {
-            SourceEvent::Services(_) => self.metrics.service_changes.inc(),
+            SourceEvent::Services(Event::Apply(s) | Event::InitApply(s) | Event::Delete(s)) => {
+                families = changes::service_families(s);
+                let service = ServiceRef::new(s.namespace().unwrap_or_default(), s.name_any());
+                self.changes.service(&service, &families, &self.metrics);
+            }
+            SourceEvent::Services(_) => {}
             SourceEvent::EndpointSlices(e) => {
-                self.metrics.endpoint_changes.inc();
+                if let Event::Apply(s) | Event::InitApply(s) | Event::Delete(s) = e {
+                    if let (Some(family), Some(service)) =
+                        (changes::slice_family(s), changes::slice_service(s))
+                    {
+                        families.push(family);
+                        self.changes.endpoints(&service, family, &self.metrics);
+                    }
+                }
                 if let Event::Apply(s) | Event::InitApply(s) = e {
                     self.triggers.note(s);
                 }
@@ -165,7 +188,18 @@ impl<D: Dataplane> Agent<D> {
                 .set_node(self.writer.snapshot().node().eligibility);
         }
         if !changed.is_empty() {
-            self.metrics.last_queued.set(unix_now());
+            let now = unix_now();
+            let families = if families.is_empty() {
+                &self.families
+            } else {
+                &families
+            };
+            for family in families {
+                self.metrics
+                    .last_queued
+                    .with_label_values(&[family])
+                    .set(now);
+            }
         }
         self.pending.merge(changed);
     }
@@ -232,6 +266,11 @@ impl<D: Dataplane> Agent<D> {
         );
         self.skips.set_last_full(desired.skipped.clone());
         let result = self.reconciler.full_sync(desired).await;
+        self.families =
+            changes::served_families(self.reconciler.intent(), self.writer.snapshot().node());
+        for family in &self.families {
+            self.metrics.init_family(family);
+        }
         match &result {
             Ok(report) => self.finish(SyncKind::Full, report),
             Err(e) => tracing::warn!(error = %Chain(e), "full sync failed; retrying"),
@@ -296,11 +335,30 @@ impl<D: Dataplane> Agent<D> {
 
     fn finish(&mut self, kind: SyncKind, report: &SyncReport) {
         self.schedule.finished();
+        // A drain check does not program pending changes: it is neither a
+        // full nor a partial sync in kube-proxy's sense, and the latency of
+        // changes is measured when a full or incremental sync programs them.
+        if kind.programs_changes() {
+            let seconds = report.duration.as_secs_f64();
+            let split = match kind {
+                SyncKind::Full => &self.metrics.sync_full_duration,
+                _ => &self.metrics.sync_partial_duration,
+            };
+            for family in &self.families {
+                self.metrics
+                    .sync_duration
+                    .with_label_values(&[family])
+                    .observe(seconds);
+                split.with_label_values(&[family]).observe(seconds);
+            }
+            self.changes.synced(&self.metrics);
+        }
         if report.ok() {
             self.health.synced();
-            self.metrics.last_sync.set(unix_now());
-            // A drain check does not program pending changes: their latency is
-            // measured when a full or incremental sync does.
+            let now = unix_now();
+            for family in &self.families {
+                self.metrics.last_sync.with_label_values(&[family]).set(now);
+            }
             if kind.programs_changes() {
                 self.triggers.programmed(&self.metrics.network_programming);
             }
@@ -340,7 +398,7 @@ impl<D> Agent<D> {
         let mut skipped = Vec::new();
         let wanted = health_checks(snapshot, &self.config, node_ports, &mut skipped);
         self.skips.record(&skipped, &self.metrics);
-        let on = if self.config.nodeport_addresses.is_empty() {
+        let on = if self.config.nodeport_addresses.is_empty() && !self.config.nodeport_primary {
             ListenOn::Any
         } else {
             ListenOn::Addresses(
@@ -348,7 +406,7 @@ impl<D> Agent<D> {
                     .node_addresses()
                     .iter()
                     .copied()
-                    .filter(|a| self.config.node_port_address(*a))
+                    .filter(|a| self.config.node_port_address(*a, snapshot.node()))
                     .collect(),
             )
         };

@@ -76,12 +76,7 @@ async fn service_names(args: &DumpArgs) -> BTreeMap<VirtualServerKey, String> {
 
 /// The names the directory's Services give, mapped for this host.
 fn names_from_dir(dir: &std::path::Path) -> Result<BTreeMap<VirtualServerKey, String>> {
-    let node = super::node_name(&crate::cli::SourceArgs {
-        kubeconfig: None,
-        from_dir: None,
-        hostname_override: None,
-    })
-    .unwrap_or_default();
+    let node = super::node_name(&crate::cli::SourceArgs::default()).unwrap_or_default();
     let contents = source::load_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
     for error in contents.errors {
         SourceEvent::FileSkipped(error).log_failure();

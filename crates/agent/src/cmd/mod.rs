@@ -41,7 +41,7 @@ pub async fn events(
     Ok(match &source.from_dir {
         Some(dir) => source::dir_source(dir.clone()).boxed(),
         None => {
-            let client = source::client(source.kubeconfig.as_deref())
+            let client = source::client_with(&source.into())
                 .await
                 .context("connecting to the Kubernetes API")?;
             source::kube_source(client, node, proxy_name).boxed()

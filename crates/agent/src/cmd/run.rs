@@ -12,12 +12,13 @@ use serde::Serialize;
 
 use super::{events, node_name, until_initialized, Initializing};
 use crate::agent::{Agent, Timing};
-use crate::cli::RunArgs;
+use crate::cli::{CleanupArgs, RunArgs};
 use crate::dataplane::kernel::{self, KernelDataplane};
 use crate::dataplane::Dataplane;
 use crate::error::Chain;
 use crate::firewall::{
-    self, FirewallConfig, FirewallFeed, KernelPacketFilter, PacketFilter as _, Ruleset,
+    self, FirewallConfig, FirewallFeed, KernelPacketFilter, LocalTraffic, PacketFilter as _,
+    Ruleset,
 };
 use crate::health::Health;
 use crate::http::{serve_health, serve_metrics, MetricsState};
@@ -36,9 +37,20 @@ impl<D: Dataplane> Initializing for Agent<D> {
     }
 }
 
-/// Runs the agent until SIGTERM or SIGINT; with `--once`, syncs once.
+/// Runs the agent until SIGTERM or SIGINT; with `--once`, syncs once;
+/// with kube-proxy's `--cleanup`, removes what it programmed; with
+/// `--init-only`, sets the kernel up and exits.
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    if args.kube_proxy.cleanup {
+        return super::cleanup::cleanup(CleanupArgs::from(&args)).await;
+    }
     let started = Instant::now();
+    set_oom_score_adj(args.kube_proxy.oom_score_adj);
+    let dataplane = kernel::setup(&kernel::Setup::from(&args)).context("setting up the kernel")?;
+    if args.kube_proxy.init_only {
+        tracing::info!("kernel set up (--init-only); exiting");
+        return Ok(ExitCode::SUCCESS);
+    }
     let node = node_name(&args.source)?;
     let config = Config {
         node_name: node.clone(),
@@ -49,7 +61,6 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let metrics = Metrics::register(&registry).context("registering metrics")?;
     let health = Health::new(args.ipvs_sync_period * 2);
 
-    let dataplane = kernel::setup(&kernel::Setup::from(&args)).context("setting up the kernel")?;
     let reconciler = Reconciler::new(dataplane, PlanConfig::from(&args), metrics.clone());
     let mut agent = Agent::new(
         reconciler,
@@ -74,25 +85,80 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         ServiceHealth::new(health.clone(), metrics.clone()),
         args.service_node_port_range.clone(),
     );
+    let hard_fail = args.kube_proxy.bind_address_hard_fail;
     if let Some(addr) = args.metrics_bind_address.0 {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
         let state = MetricsState {
             registry: registry.clone(),
             virtual_servers: agent.debug_view(),
+            debug_allow_remote: args.debug_allow_remote,
         };
-        tokio::spawn(serve_metrics(listener, state));
+        serve_on(addr, "metrics", hard_fail, move |l| serve_metrics(l, state)).await?;
     }
     if let Some(addr) = args.healthz_bind_address.0 {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        tokio::spawn(serve_health(listener, health.clone()));
+        let health = health.clone();
+        serve_on(addr, "health", hard_fail, move |l| serve_health(l, health)).await?;
     }
     tracing::info!(node = %node, "kube-ipvs started");
     agent.run(stream, shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long a server whose address could not be bound waits to try again.
+const REBIND_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Binds `addr` and serves it in the background. When the address cannot
+/// be bound, `--bind-address-hard-fail` makes it an error, as in
+/// kube-proxy; without it the failure is logged and binding retried every
+/// few seconds while the agent runs.
+async fn serve_on<F, R>(
+    addr: std::net::SocketAddr,
+    what: &'static str,
+    hard_fail: bool,
+    serve: F,
+) -> Result<()>
+where
+    F: FnOnce(tokio::net::TcpListener) -> R + Send + 'static,
+    R: std::future::Future<Output = ()> + Send + 'static,
+{
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tokio::spawn(serve(listener));
+            Ok(())
+        }
+        Err(e) if hard_fail => {
+            Err(e).with_context(|| format!("binding {addr} for the {what} server"))
+        }
+        Err(e) => {
+            tracing::error!(%addr, server = what, error = %e, "binding failed; retrying (--bind-address-hard-fail makes this fatal)");
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(REBIND_AFTER).await;
+                    match tokio::net::TcpListener::bind(addr).await {
+                        Ok(listener) => {
+                            tracing::info!(%addr, server = what, "bound");
+                            return serve(listener).await;
+                        }
+                        Err(e) => {
+                            tracing::debug!(%addr, server = what, error = %e, "binding failed again")
+                        }
+                    }
+                }
+            });
+            Ok(())
+        }
+    }
+}
+
+/// Sets the agent's `oom_score_adj`, as kube-proxy does (`--oom-score-adj`,
+/// `oomScoreAdj`); a failure (no privilege to lower it) is logged, not fatal.
+fn set_oom_score_adj(value: i32) {
+    let path = "/proc/self/oom_score_adj";
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == value.to_string()) {
+        return;
+    }
+    if let Err(e) = std::fs::write(path, value.to_string()) {
+        tracing::info!(value, error = %e, "could not set oom_score_adj");
+    }
 }
 
 /// What `run --once` prints.
@@ -164,7 +230,14 @@ async fn once(
     let intent = agent.reconciler().intent();
     if !args.no_firewall {
         // One shot: the table is replaced before the summary, not beside the loop.
-        let ruleset = Ruleset::from_intent(intent, firewall_config);
+        let config = match &firewall_config.local {
+            LocalTraffic::NodeCidrs(_) => FirewallConfig {
+                local: LocalTraffic::NodeCidrs(agent.snapshot().node().pod_cidrs.clone()),
+                ..firewall_config.clone()
+            },
+            _ => firewall_config.clone(),
+        };
+        let ruleset = Ruleset::from_intent(intent, &config);
         if let Err(e) = tokio::task::block_in_place(|| KernelPacketFilter::new().apply(&ruleset)) {
             failures.push(Chain(&e).to_string());
         }

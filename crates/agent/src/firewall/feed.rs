@@ -2,7 +2,7 @@
 
 use kube_ipvs_controller::{udp_frontends, Intent, Snapshot};
 
-use super::{FirewallConfig, FirewallHandle, Ruleset};
+use super::{FirewallConfig, FirewallHandle, LocalTraffic, Ruleset};
 use crate::reconcile::{SyncKind, SyncReport};
 
 /// Keeps the node's packet filter in step with the virtual servers.
@@ -20,9 +20,12 @@ impl FirewallFeed {
 
     /// Hands the worker the ruleset of the desired state and the UDP
     /// frontends whose stale flows go. Both are rebuilt only when the
-    /// kernel changed or after a full sync; a full sync also has the UDP
-    /// flows checked again when nothing changed, as kube-proxy checks them
-    /// on every sync (`pkg/proxy/conntrack/cleanup.go` `CleanStaleEntries`).
+    /// kernel changed or after a full sync (which a change of the Node
+    /// brings); a full sync also has the UDP flows checked again when
+    /// nothing changed, as kube-proxy checks them on every sync
+    /// (`pkg/proxy/conntrack/cleanup.go` `CleanStaleEntries`), and the
+    /// iptables FORWARD policy looked at. With `NodeCIDR` local detection
+    /// the node's pod CIDRs come from the snapshot's Node.
     pub fn after_sync(
         &self,
         kind: SyncKind,
@@ -35,8 +38,17 @@ impl FirewallFeed {
             self.handle.check_forward();
         }
         if report.writes > 0 || full {
-            self.handle
-                .apply(Ruleset::from_intent(intent, &self.config));
+            let ruleset = match &self.config.local {
+                LocalTraffic::NodeCidrs(_) => Ruleset::from_intent(
+                    intent,
+                    &FirewallConfig {
+                        local: LocalTraffic::NodeCidrs(snapshot.node().pod_cidrs.clone()),
+                        ..self.config.clone()
+                    },
+                ),
+                _ => Ruleset::from_intent(intent, &self.config),
+            };
+            self.handle.apply(ruleset);
             self.handle
                 .reconcile_udp(udp_frontends(snapshot, intent), full);
         }

@@ -45,8 +45,8 @@ pub use feed::FirewallFeed;
 pub use filter::{KernelPacketFilter, MemoryFilterState, MemoryPacketFilter, PacketFilter};
 pub use kube_ipvs_netlink::conntrack::{Conntrack, Flow, FlowTuple, StaleUdpFlows};
 pub use ruleset::{
-    AllowedSource, FamilySets, FirewallConfig, Hairpin, MasqueradeScope, Ruleset, ServicePort,
-    DEFAULT_MASQUERADE_MARK,
+    AllowedSource, FamilySets, FirewallConfig, Hairpin, LocalTraffic, MasqueradeScope, Ruleset,
+    ServicePort, DEFAULT_MASQUERADE_MARK,
 };
 pub use table::{set_sysctls, Firewall, SyncReport, SYSCTLS};
 pub use worker::FirewallHandle;

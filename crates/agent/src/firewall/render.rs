@@ -68,7 +68,7 @@ pub fn replace(ruleset: &Ruleset) -> Nftables<'static> {
         for set in family_sets(family, sets) {
             batch.add(NfListObject::Set(Box::new(set)));
         }
-        for (chain, statements) in family_rules(family, sets, ruleset.masquerade_mark) {
+        for (chain, statements) in family_rules(family, sets, ruleset) {
             batch.add(rule(chain, statements));
         }
     }
@@ -243,8 +243,9 @@ fn new_set(
 fn family_rules(
     family: AddressFamily,
     sets: &FamilySets,
-    mark: u32,
+    ruleset: &Ruleset,
 ) -> Vec<(&'static str, Vec<Statement<'static>>)> {
+    let mark = ruleset.masquerade_mark;
     let ip = match family {
         AddressFamily::Inet => "ip",
         AddressFamily::Inet6 => "ip6",
@@ -284,6 +285,14 @@ fn family_rules(
         MasqueradeScope::All => vec![matches(service_of_packet(), set("services")), set_mark()],
         MasqueradeScope::OutsideClusterCidrs => vec![
             differs(saddr(), set("cluster-cidrs")),
+            matches(service_of_packet(), set("services")),
+            set_mark(),
+        ],
+        MasqueradeScope::OutsideLocalInterface => vec![
+            differs(
+                meta(MetaKey::Iifname),
+                Expression::String(ruleset.local_interface.clone().unwrap_or_default().into()),
+            ),
             matches(service_of_packet(), set("services")),
             set_mark(),
         ],

@@ -26,8 +26,11 @@ pub struct FirewallConfig {
     /// `--masquerade-all`: masquerade all Service traffic.
     pub masquerade_all: bool,
     /// The packet-mark bit that flags a connection for masquerade between the
-    /// prerouting/output chains and postrouting.
+    /// prerouting/output chains and postrouting (`1 << --iptables-masquerade-bit`).
     pub masquerade_mark: u32,
+    /// How traffic from the node's pods is told apart (`--detect-local-mode`):
+    /// Service traffic from elsewhere is masqueraded.
+    pub local: LocalTraffic,
 }
 
 impl Default for FirewallConfig {
@@ -36,8 +39,24 @@ impl Default for FirewallConfig {
             cluster_cidrs: Vec::new(),
             masquerade_all: false,
             masquerade_mark: DEFAULT_MASQUERADE_MARK,
+            local: LocalTraffic::ClusterCidrs,
         }
     }
+}
+
+/// kube-proxy's local traffic detectors (`--detect-local-mode`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LocalTraffic {
+    /// From `cluster_cidrs` (`ClusterCIDR`, the default).
+    #[default]
+    ClusterCidrs,
+    /// From the node's pod CIDRs (`NodeCIDR`): the Node's `spec.podCIDRs`,
+    /// which the feed fills in from the snapshot.
+    NodeCidrs(Vec<IpNetwork>),
+    /// Arriving on this interface (`BridgeInterface`).
+    Interface(String),
+    /// Arriving on an interface whose name starts so (`InterfaceNamePrefix`).
+    InterfacePrefix(String),
 }
 
 /// A Service address, protocol and port: one IPVS virtual server.
@@ -80,6 +99,9 @@ pub enum MasqueradeScope {
     All,
     /// Traffic from outside the family's cluster CIDRs, to any Service.
     OutsideClusterCidrs,
+    /// Traffic arriving on other interfaces than the pods'
+    /// ([`Ruleset::local_interface`]), to any Service.
+    OutsideLocalInterface,
     /// No cluster CIDR of this family is known, so pods and the outside look
     /// alike: traffic to NodePorts, external and load-balancer IPs from any
     /// source. Locally originated traffic is masqueraded in every scope.
@@ -131,6 +153,9 @@ impl FamilySets {
 pub struct Ruleset {
     /// The masquerade mark bit.
     pub masquerade_mark: u32,
+    /// The pods' interface (`iifname`; a trailing `*` matches a prefix)
+    /// when local traffic is told apart by interface.
+    pub local_interface: Option<String>,
     /// IPv4 sets.
     pub ipv4: FamilySets,
     /// IPv6 sets.
@@ -166,20 +191,32 @@ impl Ruleset {
         virtual_servers: impl IntoIterator<Item = (VirtualServerKey, &'a DesiredVirtualServer)>,
         config: &FirewallConfig,
     ) -> Self {
+        let local_interface = match &config.local {
+            LocalTraffic::Interface(name) => Some(name.clone()),
+            LocalTraffic::InterfacePrefix(prefix) => Some(format!("{prefix}*")),
+            LocalTraffic::ClusterCidrs | LocalTraffic::NodeCidrs(_) => None,
+        };
+        let local_cidrs: &[IpNetwork] = match &config.local {
+            LocalTraffic::ClusterCidrs => &config.cluster_cidrs,
+            LocalTraffic::NodeCidrs(cidrs) => cidrs,
+            LocalTraffic::Interface(_) | LocalTraffic::InterfacePrefix(_) => &[],
+        };
         let mut ruleset = Ruleset {
             masquerade_mark: config.masquerade_mark,
+            local_interface: local_interface.clone(),
             ..Ruleset::default()
         };
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let sets = ruleset.family_mut(family);
             sets.cluster_cidrs = disjoint(
-                config
-                    .cluster_cidrs
+                local_cidrs
                     .iter()
                     .filter(|n| family_of_network(n) == family),
             );
             sets.masquerade = if config.masquerade_all {
                 MasqueradeScope::All
+            } else if local_interface.is_some() {
+                MasqueradeScope::OutsideLocalInterface
             } else if sets.cluster_cidrs.is_empty() {
                 MasqueradeScope::ExternalOnly
             } else {

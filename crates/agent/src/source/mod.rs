@@ -4,11 +4,14 @@
 //! initial state (and again on every relist), then `Apply`/`Delete`.
 //!
 //! - [`cluster`]: watches on the API server ([`kube_source`], [`client`]).
+//! - `client`: the API client as kube-proxy's options make it
+//!   ([`client_with`]: kubeconfig, `--master`, qps and burst).
 //! - [`manifest`]: parsing manifest files ([`load_dir`]).
 //! - [`dir`]: a watched directory of manifests ([`dir_source`]).
 //! - `index`: which file contributed which object.
 //! - `trim`: dropping the fields the agent never reads.
 
+mod client;
 pub mod cluster;
 pub mod dir;
 mod index;
@@ -21,6 +24,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 
+pub use client::{client_with, ClientSettings, RateLimitLayer};
 pub use cluster::{client, kube_source, proxy_label_selector, PROXY_LABEL_SELECTOR};
 pub use dir::dir_source;
 pub use manifest::{load_dir, DirContents, FileError, FileSkipReason};
@@ -122,6 +126,9 @@ pub enum Error {
     /// Building the client from its configuration failed.
     #[error("building the Kubernetes client")]
     BuildClient(#[source] kube::Error),
+    /// `--master` is not a URL.
+    #[error("--master {0:?} is not a URL")]
+    Master(String, #[source] hyper::http::uri::InvalidUri),
     /// Listing the manifest directory failed.
     #[error("reading directory {path}")]
     ReadDir {

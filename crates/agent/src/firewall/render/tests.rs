@@ -81,6 +81,7 @@ fn prerouting_rule_follows_the_masquerade_scope() {
     for (scope, target, checks_source) in cases {
         let mut ruleset = Ruleset::default();
         ruleset.ipv4.masquerade = scope;
+        ruleset.local_interface = None;
         let objects = rendered(&ruleset);
         let prerouting: Vec<String> = objects
             .iter()
@@ -118,4 +119,27 @@ fn delete_tolerates_a_missing_table() {
         v,
         json!({"nftables": [{"add": {"table": table}}, {"delete": {"table": table}}]})
     );
+}
+
+#[test]
+fn interface_modes_match_the_incoming_interface() {
+    let mut ruleset = Ruleset {
+        local_interface: Some("cali*".into()),
+        ..Ruleset::default()
+    };
+    ruleset.ipv4.masquerade = MasqueradeScope::OutsideLocalInterface;
+    let objects = rendered(&ruleset);
+    // Past the rule that returns for Local Services' external traffic.
+    let rule = objects
+        .iter()
+        .filter(|o| o["add"]["rule"]["chain"] == "prerouting")
+        .find(|o| !o.to_string().contains("@local-services"))
+        .unwrap();
+    assert_eq!(
+        rule["add"]["rule"]["expr"][0],
+        json!({"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "cali*"}})
+    );
+    let rule = rule.to_string();
+    assert!(rule.contains("@services-v4"), "{rule}");
+    assert!(!rule.contains("@cluster-cidrs-v4"), "{rule}");
 }
