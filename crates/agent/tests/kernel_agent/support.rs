@@ -256,9 +256,12 @@ impl Agent {
     }
 
     fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        // Once: `stop` terminates, and the drop that follows has nothing to do.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg(self.child.id().to_string())
+                .status();
+        }
         let _ = self.child.wait();
     }
 
