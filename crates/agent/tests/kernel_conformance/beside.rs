@@ -359,3 +359,55 @@ fn an_iptables_forward_drop_policy_does_not_drop_service_replies() {
     );
     agent.stop();
 }
+
+/// Settings kube-proxy makes implicitly (`pkg/proxy/ipvs/proxier.go`):
+/// with `--ipvs-scheduler mh` every virtual server gets the source-hash
+/// flag (`mh-port`: the hash takes the client's port as well as its
+/// address) in `syncProxyRules`, and `conn_reuse_mode` is left as the
+/// kernel has it from 5.9 on (`NewProxier`).
+#[test]
+#[ignore = "needs root and IPVS: run in the VM"]
+fn mh_as_the_node_scheduler_hashes_ports_and_conn_reuse_mode_is_left_alone() {
+    lab();
+    reset_kernel();
+    let before = sh("cat /proc/sys/net/ipv4/vs/conn_reuse_mode");
+    let dir = Manifests::new("conformance-implicit");
+    let port = [("http", "TCP", 8080, 0)];
+    dir.write(
+        "web.json",
+        &list(vec![
+            service("web", "ClusterIP", "10.96.5.1", &port, json!({}), json!({})),
+            slice(
+                "web",
+                &port,
+                &[
+                    ("10.244.1.2", "node-1", true),
+                    ("10.244.2.2", "node-1", true),
+                ],
+                json!({}),
+            ),
+        ]),
+    );
+    let agent = Agent::start(&dir.dir, &["--ipvs-scheduler", "mh"]);
+    agent.wait_ready();
+    let listed = sh("ipvsadm -Sn");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("10.96.5.1:8080") && l.contains("-s mh") && l.contains("mh-port")),
+        "{listed}"
+    );
+    assert!(matches!(
+        tcp("client", "10.96.5.1", 8080),
+        Answer::From { .. }
+    ));
+    let release = sh("cat /proc/sys/kernel/osrelease");
+    if !release.starts_with("4.") && !release.starts_with("5.") {
+        assert_eq!(
+            sh("cat /proc/sys/net/ipv4/vs/conn_reuse_mode"),
+            before,
+            "{release}"
+        );
+    }
+    agent.stop();
+}
