@@ -2,10 +2,10 @@
 //! planner's, the loop's timing, the kernel setup and the packet filter.
 //! Each part takes only its struct; only this module reads the flags.
 
-use kube_ipvs_controller::{Config, PlanConfig};
+use kube_ipvs_controller::{Config, PlanConfig, StreamConfig};
 
 use crate::agent::Timing;
-use crate::cli::{CleanupArgs, MappingArgs, RunArgs};
+use crate::cli::{CleanupArgs, MappingArgs, RunArgs, StreamServicesArgs};
 use crate::dataplane::kernel::Setup;
 use crate::firewall::FirewallConfig;
 
@@ -19,6 +19,19 @@ impl From<&MappingArgs> for Config {
             service_proxy_name: (!mapping.service_proxy_name.is_empty())
                 .then(|| mapping.service_proxy_name.clone()),
             nodeport_addresses: mapping.nodeport_addresses.0.clone(),
+            streams: StreamConfig::default(),
+        }
+    }
+}
+
+/// ingress-nginx's ConfigMaps and publish Service: what the sources watch
+/// and what the mapping serves them on.
+impl From<&StreamServicesArgs> for StreamConfig {
+    fn from(args: &StreamServicesArgs) -> Self {
+        StreamConfig {
+            tcp_services: args.tcp_services_configmap.clone(),
+            udp_services: args.udp_services_configmap.clone(),
+            publish_service: args.publish_service.clone(),
         }
     }
 }

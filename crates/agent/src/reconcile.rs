@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
-    plan, DesiredState, Draining, Extent, Intent, Observed, Op, PlanConfig, Scope, ServiceRef,
+    plan, DesiredState, Draining, Extent, Intent, Observed, Op, Owner, PlanConfig, Scope,
     ServiceState,
 };
 use kube_ipvs_netlink::{Operation, Protocol, RealServerKey, VirtualServerKey};
@@ -165,11 +165,12 @@ impl<D: Dataplane> Reconciler<D> {
         Ok(report)
     }
 
-    /// Applies the changes of a few Services (`None`: deleted) against the
-    /// cached kernel state: no dump, only their operations.
+    /// Applies the changes of a few Services or stream-services entries
+    /// (`None`: deleted, or not served) against the cached kernel state: no
+    /// dump, only their operations.
     pub async fn sync_services(
         &mut self,
-        changes: impl IntoIterator<Item = (ServiceRef, Option<ServiceState>)>,
+        changes: impl IntoIterator<Item = (Owner, Option<ServiceState>)>,
     ) -> SyncReport {
         let started = Instant::now();
         let mut scope = Scope::default();

@@ -6,7 +6,9 @@
 //! The mapping in [`desired`] turns the snapshot and the [`config`] into the
 //! [`state`] the cluster wants, choosing real servers in `selection` and
 //! schedulers in [`scheduling`]; what cannot be mapped is named in [`skip`].
-//! Services are named by a [`service_ref`].
+//! Services are named by a [`service_ref`]. Entries of ingress-nginx's
+//! `tcp-services` and `udp-services` ConfigMaps are parsed and mapped in
+//! [`stream_services`] and want virtual servers as Services do.
 //!
 //! - [`observed`]: what the kernel holds.
 //! - [`intent`]: the desired state indexed for planning, and the [`Scope`]
@@ -29,9 +31,13 @@ pub mod skip;
 pub mod slice;
 pub mod snapshot;
 pub mod state;
+pub mod stream_services;
 
-pub use config::Config;
-pub use desired::{desired, desired_service, desired_service_checked};
+pub use config::{Config, StreamConfig};
+pub use desired::{
+    desired, desired_owner_checked, desired_service, desired_service_checked,
+    desired_stream_checked,
+};
 pub use intent::{Intent, Scope};
 pub use mirror::{endpoint_slices_from_endpoints, mirror_endpoints};
 pub use node::{node_object_addresses, node_object_addresses_checked, NodeInfo};
@@ -39,8 +45,9 @@ pub use observed::{Observed, ObservedVirtualServer};
 pub use op::Op;
 pub use plan::{plan, Draining, Extent, Plan, PlanConfig};
 pub use service::{PortInfo, ServiceInfo};
-pub use service_ref::{ServiceRef, SliceRef};
+pub use service_ref::{ConfigMapRef, Owner, ServiceRef, SliceRef, StreamEntryRef, StreamKind};
 pub use skip::{SkipKind, SkipReason, Skipped};
 pub use slice::{EndpointInfo, SliceInfo, SlicePort};
 pub use snapshot::{Changed, Snapshot};
 pub use state::{DesiredState, DesiredVirtualServer, ServiceState, VirtualServerKind};
+pub use stream_services::{affected, StreamServices, StreamTarget, TargetPort};

@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use kube::runtime::watcher::Event;
-use kube_ipvs_controller::{desired, desired_service_checked, Changed, Config, Skipped, Snapshot};
+use kube_ipvs_controller::{
+    affected, desired, desired_owner_checked, Changed, Config, Skipped, Snapshot,
+};
 use tokio::time::{sleep_until, Instant};
 
 pub use schedule::Timing;
@@ -71,7 +73,8 @@ impl<D: Dataplane> Agent<D> {
         health: Health,
     ) -> Self {
         Agent {
-            writer: SnapshotWriter::new(config.node_name.clone(), NodeAddresses::Kernel),
+            writer: SnapshotWriter::new(config.node_name.clone(), NodeAddresses::Kernel)
+                .with_streams(&config.streams),
             reconciler,
             config,
             schedule: Schedule::new(timing),
@@ -234,7 +237,8 @@ impl<D: Dataplane> Agent<D> {
         }
     }
 
-    /// Syncs the Services marked by events since the last sync.
+    /// Syncs the Services (and stream-services entries) marked by events
+    /// since the last sync, with what depends on them.
     pub async fn sync_pending(&mut self) -> SyncReport {
         if !self.schedule.synced_once() || self.pending.all {
             return match self.full_sync().await {
@@ -251,12 +255,11 @@ impl<D: Dataplane> Agent<D> {
         let pending = std::mem::take(&mut self.pending);
         let mut skips = Vec::new();
         let snapshot = self.writer.snapshot();
-        let changes: Vec<_> = pending
-            .services
+        let changes: Vec<_> = affected(snapshot, &self.config, &pending)
             .into_iter()
-            .map(|service| {
-                let state = desired_service_checked(snapshot, &self.config, &service, &mut skips);
-                (service, state)
+            .map(|owner| {
+                let state = desired_owner_checked(snapshot, &self.config, &owner, &mut skips);
+                (owner, state)
             })
             .collect();
         self.skips.record(

@@ -20,6 +20,7 @@ use futures::StreamExt as _;
 use crate::cli::{Output, SourceArgs};
 use crate::output::{self, Document};
 use crate::source::{self, SourceEvent};
+use kube_ipvs_controller::StreamConfig;
 
 /// The name of this node: `--hostname-override`, else the host name.
 pub fn node_name(source: &SourceArgs) -> Result<String> {
@@ -31,15 +32,20 @@ pub fn node_name(source: &SourceArgs) -> Result<String> {
     Ok(name.trim().to_lowercase())
 }
 
-/// The events of the configured source: a watched directory or the API.
-pub async fn events(source: &SourceArgs, node: &str) -> Result<BoxStream<'static, SourceEvent>> {
+/// The events of the configured source: a watched directory or the API,
+/// with the stream-services ConfigMaps `streams` names.
+pub async fn events(
+    source: &SourceArgs,
+    node: &str,
+    streams: &StreamConfig,
+) -> Result<BoxStream<'static, SourceEvent>> {
     Ok(match &source.from_dir {
-        Some(dir) => source::dir_source(dir.clone()).boxed(),
+        Some(dir) => source::dir_source(dir.clone(), streams.clone()).boxed(),
         None => {
             let client = source::client(source.kubeconfig.as_deref())
                 .await
                 .context("connecting to the Kubernetes API")?;
-            source::kube_source(client, node).boxed()
+            source::kube_source(client, node, streams).boxed()
         }
     })
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use kube_ipvs_controller::{Config, PlanConfig};
+use kube_ipvs_controller::{Config, PlanConfig, StreamConfig};
 use prometheus::Registry;
 use serde::Serialize;
 
@@ -41,6 +41,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let node = node_name(&args.source)?;
     let config = Config {
         node_name: node.clone(),
+        streams: StreamConfig::from(&args.streams),
         ..Config::from(&args.mapping)
     };
     let registry = Registry::new();
@@ -56,7 +57,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         metrics.clone(),
         health.clone(),
     );
-    let stream = events(&args.source, &node).await?;
+    let stream = events(&args.source, &node, &StreamConfig::from(&args.streams)).await?;
     let firewall_config = FirewallConfig::from(&args);
 
     if args.once {
