@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The guest half of hack/demo; hack/vm-run runs it in the VM with the
 # examples at /work/examples. It builds a small node: a bridge cni0 with one
-# network namespace per endpoint ("pod") of four example Services, each
+# network namespace per endpoint ("pod") of six example Services, each
 # running busybox httpd that answers with its own name, and a namespace
 # "client" outside the node on 192.168.0.0/24 (the node is 192.168.0.10,
 # as the example Node says). Then it runs the agent on the examples and
@@ -11,8 +11,13 @@ set -euo pipefail
 examples=/work/examples
 agent_log=/tmp/kube-ipvs.log
 # NodePorts only on the node's 192.168.0.0/24 address (kube-proxy's flag),
-# not on the bridge's: the same flag goes to `plan` for the comparison.
-mapping=(--hostname-override node-1 --nodeport-addresses 192.168.0.0/24)
+# not on the bridge's, and ingress-nginx's TCP and UDP services
+# (examples/ingress-nginx-tcp-services.yaml): the same flags go to `plan`
+# for the comparison.
+mapping=(--hostname-override node-1 --nodeport-addresses 192.168.0.0/24
+	--tcp-services-configmap ingress-nginx/tcp-services
+	--udp-services-configmap ingress-nginx/udp-services
+	--publish-service ingress-nginx/ingress-nginx-controller)
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() {
@@ -81,7 +86,7 @@ healthy() {
 # plan and dump tables without the connection counters and header lines.
 normalize() { awk 'NR > 2 { if ($1 == "->") print "  ->", $2, $3, $4; else print }'; }
 
-step "network: bridge cni0 (10.244.0.1/16) with 10 pods, client 192.168.0.100 -> node 192.168.0.10"
+step "network: bridge cni0 (10.244.0.1/16) with 12 pods, client 192.168.0.100 -> node 192.168.0.10"
 ip link set lo up
 ip link add cni0 type bridge
 ip addr add 10.244.0.1/16 dev cni0
@@ -96,6 +101,8 @@ pod cart-2 10.244.2.41 8080
 pod shard-1 10.244.1.60 9090
 pod shard-2 10.244.2.61 9090
 pod shard-3 10.244.3.62 9090
+pod xyz-10000 10.244.1.130 10000
+pod xyz-20000 10.244.2.131 20000
 ip netns add client
 ip link add ext0 type veth peer name eth0 netns client
 ip addr add 192.168.0.10/24 dev ext0
@@ -149,6 +156,20 @@ answers=$(requests 6 10.96.10.6 9090)
 echo "$answers" | tally
 [[ $(echo "$answers" | sort -u | wc -l) == 1 && $answers == shard-* ]] ||
 	fail "one shard backend for every request expected"
+
+step "tcp-services: ports 10000 and 20000 of one load-balancer IP (203.0.113.50), each to its own Service; 4 requests each from the client"
+answers=$(
+	requests 2 203.0.113.50 10000 client
+	requests 2 192.168.0.10 31010 client
+)
+echo "$answers" | tally
+[[ $(echo "$answers" | tally) == "xyz-10000 x4" ]] || fail "203.0.113.50:10000 and node port 31010 to xyz-10000 only expected"
+answers=$(
+	requests 2 203.0.113.50 20000 client
+	requests 2 192.168.0.10 32010 client
+)
+echo "$answers" | tally
+[[ $(echo "$answers" | tally) == "xyz-20000 x4" ]] || fail "203.0.113.50:20000 and node port 32010 to xyz-20000 only expected"
 
 step "remove web-3 (10.244.3.12) from examples/clusterip-web.yaml"
 edited=$EPOCHREALTIME

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnetwork::IpNetwork;
+use kube_ipvs_controller::{ConfigMapRef, ServiceRef};
 use kube_ipvs_netlink::Scheduler;
 
 mod addresses;
@@ -98,6 +99,24 @@ pub struct MappingArgs {
     pub bind_address: IpAddr,
 }
 
+/// ingress-nginx's TCP and UDP services, with its flags' names and meaning:
+/// each ConfigMap maps an external port (the key) to a Service port
+/// (`namespace/service:port`), served on the publish Service's addresses.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StreamServicesArgs {
+    /// ConfigMap (NAMESPACE/NAME) of TCP services, as ingress-nginx's:
+    /// key an external port, value `namespace/service:port`.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_config_map, requires = "publish_service")]
+    pub tcp_services_configmap: Option<ConfigMapRef>,
+    /// ConfigMap (NAMESPACE/NAME) of UDP services, as ingress-nginx's.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_config_map, requires = "publish_service")]
+    pub udp_services_configmap: Option<ConfigMapRef>,
+    /// The Service (NAMESPACE/NAME) whose load-balancer IPs, external IPs
+    /// and node ports carry the ConfigMaps' ports, as ingress-nginx's.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = parse_service_ref)]
+    pub publish_service: Option<ServiceRef>,
+}
+
 /// Flags of `run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -107,6 +126,9 @@ pub struct RunArgs {
     /// Mapping.
     #[command(flatten)]
     pub mapping: MappingArgs,
+    /// ingress-nginx's TCP and UDP services.
+    #[command(flatten)]
+    pub streams: StreamServicesArgs,
     /// Sync once, print a JSON summary and exit.
     #[arg(long)]
     pub once: bool,
@@ -177,6 +199,9 @@ pub struct PlanArgs {
     /// Mapping.
     #[command(flatten)]
     pub mapping: MappingArgs,
+    /// ingress-nginx's TCP and UDP services.
+    #[command(flatten)]
+    pub streams: StreamServicesArgs,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -198,6 +223,10 @@ pub struct DumpArgs {
     /// Learn Service names from this directory instead.
     #[arg(long, value_name = "DIR")]
     pub from_dir: Option<PathBuf>,
+    /// ingress-nginx's TCP and UDP services, to name their entries with
+    /// `--from-dir`.
+    #[command(flatten)]
+    pub streams: StreamServicesArgs,
 }
 
 /// Flags of `cleanup`.
@@ -240,6 +269,26 @@ fn parse_proxy_name(s: &str) -> Result<String, String> {
             "{s:?} is not a valid label value (at most 63 characters: letters, digits, '-', '_', '.', starting and ending with a letter or digit)"
         ))
     }
+}
+
+/// `namespace/name`, both non-empty, as ingress-nginx takes its flags.
+fn parse_namespaced(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((namespace, name))
+            if !namespace.is_empty() && !name.is_empty() && !name.contains('/') =>
+        {
+            Ok((namespace.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+    }
+}
+
+fn parse_config_map(s: &str) -> Result<ConfigMapRef, String> {
+    parse_namespaced(s).map(|(namespace, name)| ConfigMapRef::new(namespace, name))
+}
+
+fn parse_service_ref(s: &str) -> Result<ServiceRef, String> {
+    parse_namespaced(s).map(|(namespace, name)| ServiceRef::new(namespace, name))
 }
 
 fn parse_scheduler(s: &str) -> Result<Scheduler, String> {
@@ -436,6 +485,60 @@ mod tests {
         };
         assert!(run.ipvs_strict_arp);
         assert!(Cli::try_parse_from(["kube-ipvs", "run", "--ipvs-strict-arp=maybe"]).is_err());
+    }
+
+    #[test]
+    fn stream_services_flags_take_namespace_and_name_and_need_a_publish_service() {
+        for command in ["run", "plan"] {
+            let cli = Cli::try_parse_from([
+                "kube-ipvs",
+                command,
+                "--tcp-services-configmap",
+                "ingress-nginx/tcp-services",
+                "--udp-services-configmap=ingress-nginx/udp-services",
+                "--publish-service",
+                "ingress-nginx/ingress-nginx-controller",
+            ])
+            .unwrap();
+            let streams = match cli.command {
+                Command::Run(run) => run.streams,
+                Command::Plan(plan) => plan.streams,
+                _ => panic!("not {command}"),
+            };
+            assert_eq!(
+                streams.tcp_services_configmap,
+                Some(ConfigMapRef::new("ingress-nginx", "tcp-services"))
+            );
+            assert_eq!(
+                streams.udp_services_configmap,
+                Some(ConfigMapRef::new("ingress-nginx", "udp-services"))
+            );
+            assert_eq!(
+                streams.publish_service,
+                Some(ServiceRef::new("ingress-nginx", "ingress-nginx-controller"))
+            );
+        }
+        let err = Cli::try_parse_from([
+            "kube-ipvs",
+            "run",
+            "--tcp-services-configmap",
+            "ingress-nginx/tcp-services",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--publish-service"), "{err}");
+        for bad in ["tcp-services", "/x", "x/", "a/b/c"] {
+            let err = Cli::try_parse_from([
+                "kube-ipvs",
+                "run",
+                "--publish-service=x/y",
+                "--tcp-services-configmap",
+                bad,
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("is not NAMESPACE/NAME"), "{bad}: {err}");
+        }
     }
 
     #[test]

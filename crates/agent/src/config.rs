@@ -4,10 +4,12 @@
 //! the flags. With `--config`, [`crate::kubeproxy_config::merge`] has
 //! already written the file's values into the flags' structs.
 
-use kube_ipvs_controller::{Config, PlanConfig};
+use kube_ipvs_controller::{Config, PlanConfig, StreamConfig};
 
 use crate::agent::Timing;
-use crate::cli::{CleanupArgs, DetectLocalMode, MappingArgs, RunArgs, SourceArgs};
+use crate::cli::{
+    CleanupArgs, DetectLocalMode, MappingArgs, RunArgs, SourceArgs, StreamServicesArgs,
+};
 use crate::dataplane::kernel::{ConntrackSettings, Setup};
 use crate::firewall::{FirewallConfig, LocalTraffic};
 use crate::source::ClientSettings;
@@ -24,6 +26,19 @@ impl From<&MappingArgs> for Config {
             nodeport_addresses: mapping.nodeport_addresses.cidrs.clone(),
             nodeport_primary: mapping.nodeport_addresses.primary,
             bind_address: (!mapping.bind_address.is_unspecified()).then_some(mapping.bind_address),
+            streams: StreamConfig::default(),
+        }
+    }
+}
+
+/// ingress-nginx's ConfigMaps and publish Service: what the sources watch
+/// and what the mapping serves them on.
+impl From<&StreamServicesArgs> for StreamConfig {
+    fn from(args: &StreamServicesArgs) -> Self {
+        StreamConfig {
+            tcp_services: args.tcp_services_configmap.clone(),
+            udp_services: args.udp_services_configmap.clone(),
+            publish_service: args.publish_service.clone(),
         }
     }
 }

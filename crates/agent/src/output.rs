@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
-use kube_ipvs_controller::{Intent, Observed};
+use kube_ipvs_controller::{DesiredVirtualServer, Intent, Observed, Owner};
 use kube_ipvs_netlink::{
     DumpedRealServer, Protocol, RealServer, ServiceFlags, Stats, VirtualServer, VirtualServerKey,
 };
@@ -76,7 +76,9 @@ pub struct VirtualServerView {
     /// Persistence timeout in seconds, when persistent.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub persistence_timeout: Option<u32>,
-    /// The Service port it serves (`namespace/name:port`), when known.
+    /// The Service port it serves (`namespace/name:port`), or the
+    /// stream-services entry and its target
+    /// (`tcp-services namespace/name:port -> namespace/name:port`), when known.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub service: Option<String>,
     /// Traffic counters (`dump --stats`).
@@ -210,7 +212,7 @@ pub fn from_intent(intent: &Intent) -> Document {
         .keys()
         .filter_map(|key| intent.virtual_server(key))
         .map(|(owner, vs)| {
-            let mut view = service_view(&vs.service, Some(service_port(owner, &vs.port_name)));
+            let mut view = service_view(&vs.service, Some(name(intent, owner, vs)));
             view.real_servers = vs.real_servers.values().map(real_server_view).collect();
             view
         })
@@ -328,17 +330,28 @@ pub fn table(doc: &Document) -> String {
     out
 }
 
-/// `namespace/name:port`.
-fn service_port(owner: &impl fmt::Display, port_name: &str) -> String {
-    format!("{owner}:{port_name}")
+/// What a virtual server serves: `namespace/name:port` for a Service port;
+/// for a stream-services entry, the entry and its target,
+/// `tcp-services ingress-nginx/tcp-services:10000 -> default/db:5432`.
+fn name(intent: &Intent, owner: &Owner, vs: &DesiredVirtualServer) -> String {
+    match owner {
+        Owner::Service(service) => format!("{service}:{}", vs.port_name),
+        Owner::Stream(entry) => {
+            match intent.services().get(owner).and_then(|s| s.target.as_ref()) {
+                Some(target) => format!("{entry} -> {target}:{}", vs.port_name),
+                None => entry.to_string(),
+            }
+        }
+    }
 }
 
-/// Which Service port each virtual server of `intent` serves.
+/// Which Service port (or stream-services entry) each virtual server of
+/// `intent` serves.
 pub fn names_from_intent(intent: &Intent) -> BTreeMap<VirtualServerKey, String> {
     intent
         .keys()
         .filter_map(|key| intent.virtual_server(key))
-        .map(|(owner, vs)| (vs.service.key, service_port(owner, &vs.port_name)))
+        .map(|(owner, vs)| (vs.service.key, name(intent, owner, vs)))
         .collect()
 }
 
@@ -348,4 +361,68 @@ pub fn names_from_document(doc: Document) -> BTreeMap<VirtualServerKey, String> 
         .into_iter()
         .filter_map(|v| Some((v.key()?, v.service?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube_ipvs_controller::{
+        ConfigMapRef, DesiredState, ServiceRef, ServiceState, StreamEntryRef, StreamKind,
+        VirtualServerKind,
+    };
+    use kube_ipvs_netlink::Scheduler;
+
+    fn state(
+        address: &str,
+        port: u16,
+        port_name: &str,
+        target: Option<ServiceRef>,
+    ) -> ServiceState {
+        let key = VirtualServerKey::inet(Protocol::Tcp, address.parse().unwrap(), port);
+        let vs = DesiredVirtualServer {
+            service: VirtualServer::new(key, Scheduler::Rr),
+            real_servers: BTreeMap::new(),
+            port_name: port_name.into(),
+            kind: VirtualServerKind::LoadBalancer,
+            source_ranges: Vec::new(),
+            traffic_policy: Default::default(),
+        };
+        ServiceState {
+            virtual_servers: BTreeMap::from([(key, vs)]),
+            addresses: [key.address().unwrap()].into(),
+            target,
+        }
+    }
+
+    #[test]
+    fn stream_entries_are_named_after_the_entry_and_their_target() {
+        let mut desired = DesiredState::default();
+        desired.services.insert(
+            ServiceRef::new("default", "web"),
+            state("203.0.113.30", 80, "http", None),
+        );
+        desired.streams.insert(
+            StreamEntryRef::new(
+                StreamKind::Tcp,
+                ConfigMapRef::new("ingress-nginx", "tcp-services"),
+                10000,
+            ),
+            state(
+                "203.0.113.30",
+                10000,
+                "10000",
+                Some(ServiceRef::new("default", "layanan-xyz-port-10000")),
+            ),
+        );
+        let names: Vec<String> = names_from_intent(&Intent::new(desired))
+            .into_values()
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "default/web:http",
+                "tcp-services ingress-nginx/tcp-services:10000 -> default/layanan-xyz-port-10000:10000",
+            ]
+        );
+    }
 }

@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
-    plan, DesiredState, Draining, Extent, Intent, Observed, PlanConfig, Scope, ServiceRef,
-    ServiceState,
+    plan, DesiredState, Draining, Extent, Intent, Observed, Owner, PlanConfig, Scope, ServiceState,
 };
 use kube_ipvs_netlink::VirtualServerKey;
 use serde::Serialize;
@@ -162,11 +161,12 @@ impl<D: Dataplane> Reconciler<D> {
         Ok(report)
     }
 
-    /// Applies the changes of a few Services (`None`: deleted) against the
-    /// cached kernel state: no dump, only their operations.
+    /// Applies the changes of a few Services or stream-services entries
+    /// (`None`: deleted, or not served) against the cached kernel state: no
+    /// dump, only their operations.
     pub async fn sync_services(
         &mut self,
-        changes: impl IntoIterator<Item = (ServiceRef, Option<ServiceState>)>,
+        changes: impl IntoIterator<Item = (Owner, Option<ServiceState>)>,
     ) -> SyncReport {
         let started = Instant::now();
         let mut scope = Scope::default();

@@ -12,18 +12,22 @@
 //! listing did not name ([`Snapshot::retain_services`]), the same step
 //! [`Snapshot::replace_services`] ends with. While a relist is under way
 //! the snapshot is not [`SnapshotWriter::initialized`], so no sync sees a
-//! half-listed state. The Node is one object, buffered whole.
+//! half-listed state. The Node is one object, buffered whole, and so is
+//! each stream-services ConfigMap.
 //!
 //! The writer is the one owner of the relist bookkeeping; the loop and
 //! `plan` read the snapshot it keeps.
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
-use kube_ipvs_controller::{node_object_addresses, Changed, ServiceRef, SliceRef, Snapshot};
+use kube_ipvs_controller::{
+    node_object_addresses, Changed, ConfigMapRef, ServiceRef, SliceRef, Snapshot, StreamConfig,
+    StreamKind,
+};
 
 use crate::source::SourceEvent;
 
@@ -80,6 +84,8 @@ pub struct SnapshotWriter {
     services: Listing<HashSet<ServiceRef>>,
     slices: Listing<HashSet<SliceRef>>,
     node: Listing<Option<Node>>,
+    /// The stream-services ConfigMap of each configured kind, and its listing.
+    streams: BTreeMap<StreamKind, (ConfigMapRef, Listing<Option<ConfigMap>>)>,
 }
 
 impl SnapshotWriter {
@@ -92,7 +98,18 @@ impl SnapshotWriter {
             services: Listing::default(),
             slices: Listing::default(),
             node: Listing::default(),
+            streams: BTreeMap::new(),
         }
+    }
+
+    /// Also takes the stream-services ConfigMaps `streams` names (other
+    /// ConfigMaps are ignored), and is whole only once each is listed.
+    pub fn with_streams(mut self, streams: &StreamConfig) -> Self {
+        self.streams = streams
+            .config_maps()
+            .map(|(kind, r)| (kind, (r.clone(), Listing::default())))
+            .collect();
+        self
     }
 
     /// The snapshot.
@@ -114,7 +131,10 @@ impl SnapshotWriter {
     /// Whether every kind has been listed and none is being relisted: the
     /// snapshot is a whole picture of the sources.
     pub fn initialized(&self) -> bool {
-        self.services.complete() && self.slices.complete() && self.node.complete()
+        self.services.complete()
+            && self.slices.complete()
+            && self.node.complete()
+            && self.streams.values().all(|(_, l)| l.complete())
     }
 
     /// Applies one event; returns the Services it affects. Events that carry
@@ -124,6 +144,7 @@ impl SnapshotWriter {
             SourceEvent::Services(e) => self.services(e),
             SourceEvent::EndpointSlices(e) => self.slices(e),
             SourceEvent::Node(e) => self.node(e),
+            SourceEvent::StreamServices(kind, e) => self.stream_services(kind, e),
             SourceEvent::WatchError { .. } | SourceEvent::FileSkipped(_) => Changed::default(),
         }
     }
@@ -204,6 +225,36 @@ impl SnapshotWriter {
             }
             Event::Apply(n) if n.name_any() == self.node_name => self.set_node(&n),
             Event::Delete(n) if n.name_any() == self.node_name => self.set_node(&Node::default()),
+            Event::InitApply(_) | Event::Apply(_) | Event::Delete(_) => Changed::default(),
+        }
+    }
+
+    fn stream_services(&mut self, kind: StreamKind, event: Event<ConfigMap>) -> Changed {
+        let Some((name, listing)) = self.streams.get_mut(&kind) else {
+            return Changed::default();
+        };
+        let ours = |c: &ConfigMap| {
+            c.namespace().as_deref() == Some(&*name.namespace) && c.name_any() == name.name
+        };
+        match event {
+            Event::Init => {
+                listing.begin();
+                Changed::default()
+            }
+            Event::InitApply(c) if ours(&c) => match listing.listed.as_mut() {
+                Some(listed) => {
+                    *listed = Some(c);
+                    Changed::default()
+                }
+                None => self.snapshot.apply_stream_services(kind, &c),
+            },
+            Event::InitDone => match listing.finish() {
+                // A listing without the ConfigMap means it is gone.
+                Some(c) => self.snapshot.apply_stream_services(kind, &c),
+                None => self.snapshot.delete_stream_services(kind),
+            },
+            Event::Apply(c) if ours(&c) => self.snapshot.apply_stream_services(kind, &c),
+            Event::Delete(c) if ours(&c) => self.snapshot.delete_stream_services(kind),
             Event::InitApply(_) | Event::Apply(_) | Event::Delete(_) => Changed::default(),
         }
     }

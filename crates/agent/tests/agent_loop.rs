@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use futures::channel::mpsc;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 use kube_ipvs::agent::{Agent, Timing};
@@ -19,7 +19,9 @@ use kube_ipvs::health::Health;
 use kube_ipvs::metrics::Metrics;
 use kube_ipvs::reconcile::{Reconciler, SyncKind, SyncReport};
 use kube_ipvs::source::SourceEvent;
-use kube_ipvs_controller::{Config, Op, PlanConfig, UdpFrontend};
+use kube_ipvs_controller::{
+    Config, ConfigMapRef, Op, PlanConfig, ServiceRef, StreamConfig, StreamKind, UdpFrontend,
+};
 use kube_ipvs_netlink::{
     Operation, Protocol, RealServer, RealServerKey, Scheduler, VirtualServer, VirtualServerKey,
 };
@@ -68,13 +70,22 @@ impl Harness {
     /// An agent whose packet filter is `filter`, run by the worker as the
     /// kernel's is.
     fn start_with(timing: Timing, filter: Option<MemoryPacketFilter>) -> Self {
+        Self::start_configured(timing, Config::new("node-1"), filter)
+    }
+
+    /// An agent with the mapping configuration `config`.
+    fn start_configured(
+        timing: Timing,
+        config: Config,
+        filter: Option<MemoryPacketFilter>,
+    ) -> Self {
         let dataplane = MemoryDataplane::new();
         let metrics = Metrics::unregistered();
         let metrics_handle = metrics.clone();
         let reconciler = Reconciler::new(dataplane.clone(), PlanConfig::default(), metrics.clone());
         let mut agent = Agent::new(
             reconciler,
-            Config::new("node-1"),
+            config,
             timing,
             metrics,
             Health::new(Duration::from_secs(60)),
@@ -604,4 +615,96 @@ async fn flows_of_a_deleted_service_go_and_a_failed_clean_up_is_retried() {
         "the retry still names what is gone"
     );
     assert!(state.reconciled[2].0 .0.is_empty());
+}
+
+fn tcp_services(port: u16, target: &str) -> ConfigMap {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "tcp-services", "namespace": "ingress-nginx"},
+        "data": {port.to_string(): target}
+    }))
+    .unwrap()
+}
+
+/// Changing the ConfigMap moves a port to another Service in the next
+/// incremental sync: no dump, the new Service's endpoint in, the old one
+/// drained at weight 0, on the load-balancer IP and the node port alike.
+#[tokio::test(start_paused = true)]
+async fn a_config_map_change_moves_a_port_to_another_service_within_one_sync() {
+    let config = Config {
+        streams: StreamConfig {
+            tcp_services: Some(ConfigMapRef::new("ingress-nginx", "tcp-services")),
+            udp_services: None,
+            publish_service: Some(ServiceRef::new("ingress-nginx", "controller")),
+        },
+        ..Config::new("node-1")
+    };
+    let mut h = Harness::start_configured(timing(), config, None);
+    h.dataplane.kernel().node_addresses = vec![ip("192.168.0.10")];
+    let publish: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "controller", "namespace": "ingress-nginx"},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.100",
+                 "ports": [{"name": "tcp-10000", "port": 10000, "nodePort": 31000}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.30"}]}}
+    }))
+    .unwrap();
+    h.initial(
+        vec![
+            publish,
+            service("a", "10.96.0.1", "TCP", 10000),
+            service("b", "10.96.0.2", "TCP", 20000),
+        ],
+        vec![
+            slice("a", "TCP", &["10.244.0.1"]),
+            slice("b", "TCP", &["10.244.0.2"]),
+        ],
+    );
+    // The ConfigMap's listing is part of the initial state.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(
+        h.syncs.borrow().is_none(),
+        "no sync before tcp-services is listed"
+    );
+    let kind = StreamKind::Tcp;
+    h.send(SourceEvent::StreamServices(kind, Event::Init));
+    h.send(SourceEvent::StreamServices(
+        kind,
+        Event::InitApply(tcp_services(10000, "default/a:10000")),
+    ));
+    h.send(SourceEvent::StreamServices(kind, Event::InitDone));
+    let (kind_of_sync, _) = h.next_sync().await;
+    assert_eq!(kind_of_sync, SyncKind::Full);
+    let lb = VirtualServerKey::inet(Protocol::Tcp, ip("203.0.113.30"), 10000);
+    let node_port = VirtualServerKey::inet(Protocol::Tcp, ip("192.168.0.10"), 31000);
+    let real_servers = |h: &Harness, key: &VirtualServerKey| -> Vec<(String, u32)> {
+        h.dataplane.kernel().state.virtual_servers[key]
+            .real_servers
+            .values()
+            .map(|d| (d.server.key.to_string(), d.server.weight))
+            .collect()
+    };
+    for key in [&lb, &node_port] {
+        assert_eq!(real_servers(&h, key), [("10.244.0.1:8080".to_owned(), 1)]);
+    }
+
+    h.send(SourceEvent::StreamServices(
+        StreamKind::Tcp,
+        Event::Apply(tcp_services(10000, "default/b:20000")),
+    ));
+    let (kind_of_sync, report) = h.next_sync().await;
+    assert_eq!(kind_of_sync, SyncKind::Incremental);
+    assert!(!report.dumped);
+    // Per virtual server: the new endpoint, the old one at weight 0.
+    assert_eq!(report.writes, 4, "{report:?}");
+    for key in [&lb, &node_port] {
+        assert_eq!(
+            real_servers(&h, key),
+            [
+                ("10.244.0.1:8080".to_owned(), 0),
+                ("10.244.0.2:8080".to_owned(), 1)
+            ]
+        );
+    }
+    assert_eq!(h.dataplane.kernel().dumps, 1);
 }

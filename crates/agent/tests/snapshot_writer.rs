@@ -3,12 +3,12 @@
 //! ends at `InitDone` with everything it did not name gone, and is never
 //! a whole picture before then.
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 use kube_ipvs::snapshot::{NodeAddresses, SnapshotWriter};
 use kube_ipvs::source::SourceEvent;
-use kube_ipvs_controller::ServiceRef;
+use kube_ipvs_controller::{ConfigMapRef, ServiceRef, StreamConfig, StreamKind};
 use serde_json::json;
 
 fn service(name: &str, ip: &str) -> Service {
@@ -170,4 +170,76 @@ fn only_our_node_counts_and_a_relist_without_it_forgets_it() {
     assert!(changed.all);
     assert_eq!(writer.snapshot().node().zone, None);
     assert!(writer.snapshot().node_addresses().is_empty());
+}
+
+fn config_map(name: &str, port: &str, target: &str) -> ConfigMap {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "ingress-nginx"},
+        "data": {port: target}
+    }))
+    .unwrap()
+}
+
+fn entries(writer: &SnapshotWriter) -> Vec<String> {
+    writer
+        .snapshot()
+        .stream_entries()
+        .map(|(e, t)| format!("{e} -> {}:{}", t.service, t.port))
+        .collect()
+}
+
+#[test]
+fn stream_services_config_maps_are_listed_like_the_node_and_others_are_ignored() {
+    let streams = StreamConfig {
+        tcp_services: Some(ConfigMapRef::new("ingress-nginx", "tcp-services")),
+        udp_services: None,
+        publish_service: Some(ServiceRef::new("ingress-nginx", "controller")),
+    };
+    let mut writer = SnapshotWriter::new("node-1", NodeAddresses::Kernel).with_streams(&streams);
+    list(&mut writer, vec![], vec![]);
+    writer.apply(SourceEvent::Node(Event::Init));
+    writer.apply(SourceEvent::Node(Event::InitDone));
+    assert!(!writer.initialized(), "tcp-services is not listed yet");
+    let tcp = StreamKind::Tcp;
+    writer.apply(SourceEvent::StreamServices(tcp, Event::Init));
+    let changed = writer.apply(SourceEvent::StreamServices(
+        tcp,
+        Event::InitApply(config_map("tcp-services", "10000", "default/a:80")),
+    ));
+    assert!(changed.is_empty(), "buffered until InitDone");
+    assert!(entries(&writer).is_empty());
+    let changed = writer.apply(SourceEvent::StreamServices(tcp, Event::InitDone));
+    assert_eq!(changed.streams.len(), 1);
+    assert!(writer.initialized());
+    assert_eq!(
+        entries(&writer),
+        ["tcp-services ingress-nginx/tcp-services:10000 -> default/a:80"]
+    );
+
+    // Another ConfigMap, and a kind not configured, change nothing.
+    for event in [
+        SourceEvent::StreamServices(
+            tcp,
+            Event::Apply(config_map("other", "10000", "default/b:80")),
+        ),
+        SourceEvent::StreamServices(
+            StreamKind::Udp,
+            Event::Apply(config_map("tcp-services", "10000", "default/b:80")),
+        ),
+    ] {
+        assert!(writer.apply(event).is_empty());
+    }
+    assert_eq!(
+        entries(&writer),
+        ["tcp-services ingress-nginx/tcp-services:10000 -> default/a:80"]
+    );
+
+    // A relist without it: gone.
+    writer.apply(SourceEvent::StreamServices(tcp, Event::Init));
+    assert!(!writer.initialized());
+    let changed = writer.apply(SourceEvent::StreamServices(tcp, Event::InitDone));
+    assert_eq!(changed.streams.len(), 1);
+    assert!(entries(&writer).is_empty());
+    assert!(writer.initialized());
 }

@@ -10,6 +10,7 @@ use futures::stream::{BoxStream, StreamExt};
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
 use kube_ipvs::source::{dir_source, load_dir, SourceEvent};
+use kube_ipvs_controller::{ConfigMapRef, ServiceRef, StreamConfig};
 
 /// Safety net around awaits; every wait below ends on an event.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -18,7 +19,11 @@ struct Consumer(BoxStream<'static, SourceEvent>);
 
 impl Consumer {
     fn start(dir: &Path) -> Self {
-        Consumer(dir_source(dir.to_owned()).boxed())
+        Consumer(dir_source(dir.to_owned(), StreamConfig::default()).boxed())
+    }
+
+    fn start_with(dir: &Path, streams: StreamConfig) -> Self {
+        Consumer(dir_source(dir.to_owned(), streams).boxed())
     }
 
     async fn next(&mut self) -> SourceEvent {
@@ -67,6 +72,7 @@ fn describe(event: &SourceEvent) -> String {
         SourceEvent::Services(e) => one("svc", e),
         SourceEvent::EndpointSlices(e) => one("slice", e),
         SourceEvent::Node(e) => one("node", e),
+        SourceEvent::StreamServices(kind, e) => one(kind.as_str(), e),
         SourceEvent::WatchError { resource, kind, .. } => format!("watch-error {resource} {kind}"),
         SourceEvent::FileSkipped(f) => {
             let name = f.path.file_name().unwrap().to_string_lossy();
@@ -342,4 +348,84 @@ async fn a_change_to_one_of_many_files_makes_events_for_that_file_only() {
         latency < Duration::from_secs(1),
         "one file is re-read, not the directory: {latency:?}"
     );
+}
+
+fn config_map(name: &str, data: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: ingress-nginx\ndata:\n{data}")
+}
+
+#[tokio::test]
+async fn the_stream_services_config_maps_are_a_kind_each_and_no_other_config_map_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "tcp.yaml",
+        &[
+            config_map("tcp-services", "  \"10000\": default/a:80\n"),
+            config_map("other", "  x: \"one\"\n"),
+        ]
+        .join("---\n"),
+    );
+    let streams = StreamConfig {
+        tcp_services: Some(ConfigMapRef::new("ingress-nginx", "tcp-services")),
+        udp_services: Some(ConfigMapRef::new("ingress-nginx", "udp-services")),
+        publish_service: Some(ServiceRef::new("ingress-nginx", "controller")),
+    };
+    let mut consumer = Consumer::start_with(d, streams);
+    // Services, slices, Nodes, then each ConfigMap kind; udp-services has
+    // no ConfigMap in the directory.
+    let listed = consumer.take(11).await;
+    assert_eq!(
+        listed,
+        [
+            "svc init",
+            "svc init-done",
+            "slice init",
+            "slice init-done",
+            "node init",
+            "node init-done",
+            "tcp-services init",
+            "tcp-services init-apply ingress-nginx/tcp-services",
+            "tcp-services init-done",
+            "udp-services init",
+            "udp-services init-done",
+        ]
+    );
+
+    // Another ConfigMap changes: nothing. Ours changes: applied.
+    replace(
+        d,
+        "tcp.yaml",
+        &[
+            config_map("tcp-services", "  \"10000\": default/a:80\n"),
+            config_map("other", "  x: \"two\"\n"),
+        ]
+        .join("---\n"),
+    );
+    write(
+        d,
+        "udp.yaml",
+        &config_map("udp-services", "  \"53\": kube-system/kube-dns:53\n"),
+    );
+    assert_eq!(
+        consumer.take(1).await,
+        ["udp-services apply ingress-nginx/udp-services"]
+    );
+    replace(
+        d,
+        "tcp.yaml",
+        &config_map("tcp-services", "  \"10000\": default/b:80\n"),
+    );
+    assert_eq!(
+        consumer.take(1).await,
+        ["tcp-services apply ingress-nginx/tcp-services"]
+    );
+    fs::remove_file(d.join("tcp.yaml")).unwrap();
+    assert_eq!(
+        consumer.take(1).await,
+        ["tcp-services delete ingress-nginx/tcp-services"]
+    );
+    let once = load_dir(d).unwrap();
+    assert_eq!(once.config_maps.len(), 1);
 }

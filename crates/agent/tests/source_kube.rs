@@ -5,10 +5,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::stream::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
 use kube_ipvs::source::{client, kube_source, SourceEvent};
+use kube_ipvs_controller::{ConfigMapRef, ServiceRef, StreamConfig, StreamKind};
 use kube_ipvs_testapi::{generate, ClusterSpec, Kind, TestApiServer};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -33,11 +34,15 @@ impl Drop for Consumer {
 
 impl Consumer {
     async fn start(server: &TestApiServer, node: &str) -> Self {
+        Self::start_with(server, node, StreamConfig::default()).await
+    }
+
+    async fn start_with(server: &TestApiServer, node: &str, streams: StreamConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kubeconfig");
         server.write_kubeconfig(&path).unwrap();
         let client = client(Some(&path)).await.unwrap();
-        let mut source = kube_source(client, node, None).boxed();
+        let mut source = kube_source(client, node, None, &streams).boxed();
         let (tx, events) = mpsc::unbounded_channel();
         let pump = tokio::spawn(async move {
             while let Some(event) = source.next().await {
@@ -175,7 +180,7 @@ async fn initial_lists_deliver_one_listing_per_kind_trimmed_and_selected() {
             );
         }
     }
-    assert_eq!(server.stats().lists, [1, 1, 1]);
+    assert_eq!(server.stats().lists, [1, 1, 1, 0]);
 }
 
 #[tokio::test]
@@ -255,7 +260,7 @@ async fn watches_deliver_applies_and_deletes() {
         _ => panic!("unexpected {nodes:?}"),
     }
     assert!(events.iter().any(|e| matches!(e, SourceEvent::EndpointSlices(Event::Delete(s)) if s.name_any() == "svc-00001-x7k2p")));
-    assert_eq!(server.stats().lists, [1, 1, 1], "no relist");
+    assert_eq!(server.stats().lists, [1, 1, 1, 0], "no relist");
 }
 
 #[tokio::test]
@@ -316,7 +321,7 @@ async fn gone_forces_a_relist() {
         ["svc-00001", "svc-00002"],
         "a fresh listing, without the deleted one"
     );
-    assert_eq!(server.stats().lists, [2, 2, 2]);
+    assert_eq!(server.stats().lists, [2, 2, 2, 0]);
 }
 
 #[tokio::test]
@@ -357,4 +362,115 @@ async fn an_unreachable_api_is_retried_and_relisted_when_back() {
         ["svc-00000", "svc-00001", "svc-00002", "while-down"]
     );
     assert_eq!(server.stats().lists[0], 2);
+}
+
+fn config_map(name: &str, data: serde_json::Value) -> serde_json::Value {
+    json!({"metadata": {"namespace": "ingress-nginx", "name": name}, "data": data})
+}
+
+fn stream_events(events: &[SourceEvent], kind: StreamKind) -> Vec<Event<ConfigMap>> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SourceEvent::StreamServices(k, e) if *k == kind => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The two ConfigMaps are watched by name, as a Role with `resourceNames`
+/// allows and nothing wider: the server refuses any other ConfigMap list or
+/// watch, and another ConfigMap in the namespace never shows.
+#[tokio::test]
+async fn stream_services_config_maps_are_watched_by_name_as_resource_names_allow() {
+    let server = cluster().await;
+    server.grant_config_maps(&[
+        ("ingress-nginx", "tcp-services"),
+        ("ingress-nginx", "udp-services"),
+    ]);
+    server
+        .apply_json(
+            Kind::ConfigMap,
+            config_map("tcp-services", json!({"10000": "default/a:10000"})),
+        )
+        .unwrap();
+    server
+        .apply_json(Kind::ConfigMap, config_map("other", json!({"x": "y"})))
+        .unwrap();
+    // Without the field selector, RBAC with resourceNames says no.
+    let dir = tempfile::tempdir().unwrap();
+    server
+        .write_kubeconfig(&dir.path().join("kubeconfig"))
+        .unwrap();
+    let kube = client(Some(&dir.path().join("kubeconfig"))).await.unwrap();
+    let all: kube::Api<ConfigMap> = kube::Api::namespaced(kube, "ingress-nginx");
+    let refused = all.list(&Default::default()).await.unwrap_err();
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.code == 403),
+        "{refused:?}"
+    );
+
+    let streams = StreamConfig {
+        tcp_services: Some(ConfigMapRef::new("ingress-nginx", "tcp-services")),
+        udp_services: Some(ConfigMapRef::new("ingress-nginx", "udp-services")),
+        publish_service: Some(ServiceRef::new("ingress-nginx", "controller")),
+    };
+    let mut consumer = Consumer::start_with(&server, "node-0", streams).await;
+    let mut done = std::collections::BTreeSet::new();
+    let events = consumer
+        .until(|e| {
+            if let SourceEvent::StreamServices(kind, Event::InitDone) = e {
+                done.insert(*kind);
+            }
+            done.len() == 2
+        })
+        .await;
+    assert_eq!(
+        listing(stream_events(&events, StreamKind::Tcp).into_iter()),
+        ["tcp-services"]
+    );
+    assert!(
+        listing(stream_events(&events, StreamKind::Udp).into_iter()).is_empty(),
+        "no udp-services ConfigMap yet"
+    );
+    assert_eq!(
+        server.stats().forbidden,
+        1,
+        "only the list above was refused"
+    );
+
+    server
+        .apply_json(Kind::ConfigMap, config_map("other", json!({"x": "z"})))
+        .unwrap();
+    server
+        .apply_json(
+            Kind::ConfigMap,
+            config_map("udp-services", json!({"53": "kube-system/kube-dns:53"})),
+        )
+        .unwrap();
+    match consumer
+        .until(|e| matches!(e, SourceEvent::StreamServices(..)))
+        .await
+        .pop()
+    {
+        Some(SourceEvent::StreamServices(StreamKind::Udp, Event::Apply(c))) => {
+            assert_eq!(c.name_any(), "udp-services")
+        }
+        other => panic!("expected the udp-services apply: {other:?}"),
+    }
+    server
+        .delete(Kind::ConfigMap, "ingress-nginx", "tcp-services")
+        .unwrap();
+    match consumer
+        .until(|e| matches!(e, SourceEvent::StreamServices(..)))
+        .await
+        .pop()
+    {
+        Some(SourceEvent::StreamServices(StreamKind::Tcp, Event::Delete(c))) => {
+            assert_eq!(c.name_any(), "tcp-services")
+        }
+        other => panic!("expected the tcp-services delete: {other:?}"),
+    }
+    assert_eq!(server.stats().forbidden, 1);
+    assert_eq!(server.stats().lists[Kind::ConfigMap.index()], 2);
 }

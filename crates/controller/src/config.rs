@@ -7,6 +7,7 @@ use ipnetwork::IpNetwork;
 use kube_ipvs_model::Scheduler;
 
 use crate::node::NodeInfo;
+use crate::service_ref::{ConfigMapRef, ServiceRef, StreamKind};
 
 /// The agent's settings the mapping depends on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,6 +30,39 @@ pub struct Config {
     /// `--bind-address` (kube-proxy's name for the node's primary IP): when
     /// set, the primary IP of its family, in place of the Node object's.
     pub bind_address: Option<IpAddr>,
+    /// ingress-nginx's stream-services ConfigMaps and publish Service.
+    pub streams: StreamConfig,
+}
+
+/// ingress-nginx's `--tcp-services-configmap`, `--udp-services-configmap`
+/// and `--publish-service`: which ConfigMaps map external ports to Services,
+/// and the Service whose addresses carry those ports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// The ConfigMap of TCP entries.
+    pub tcp_services: Option<ConfigMapRef>,
+    /// The ConfigMap of UDP entries.
+    pub udp_services: Option<ConfigMapRef>,
+    /// The Service whose load-balancer IPs, external IPs and node ports
+    /// carry the entries.
+    pub publish_service: Option<ServiceRef>,
+}
+
+impl StreamConfig {
+    /// The ConfigMap of `kind`'s entries, if one is configured.
+    pub fn config_map(&self, kind: StreamKind) -> Option<&ConfigMapRef> {
+        match kind {
+            StreamKind::Tcp => self.tcp_services.as_ref(),
+            StreamKind::Udp => self.udp_services.as_ref(),
+        }
+    }
+
+    /// The configured ConfigMaps, TCP first.
+    pub fn config_maps(&self) -> impl Iterator<Item = (StreamKind, &ConfigMapRef)> {
+        StreamKind::ALL
+            .into_iter()
+            .filter_map(|kind| Some((kind, self.config_map(kind)?)))
+    }
 }
 
 impl Config {

@@ -6,16 +6,17 @@ use std::net::IpAddr;
 
 use kube_ipvs_model::VirtualServerKey;
 
-use crate::service_ref::ServiceRef;
+use crate::service_ref::Owner;
 use crate::state::{DesiredState, DesiredVirtualServer, ServiceState};
 
-/// The desired state indexed for planning: which Service wants each virtual
-/// server, and how many Services want each address. Kept up to date one
-/// Service at a time, so an incremental sync never walks every Service.
+/// The desired state indexed for planning: which Service (or stream-services
+/// entry) wants each virtual server, and how many want each address. Kept up
+/// to date one owner at a time, so an incremental sync never walks every
+/// Service.
 #[derive(Clone, Debug, Default)]
 pub struct Intent {
-    services: BTreeMap<ServiceRef, ServiceState>,
-    owners: BTreeMap<VirtualServerKey, BTreeSet<ServiceRef>>,
+    services: BTreeMap<Owner, ServiceState>,
+    owners: BTreeMap<VirtualServerKey, BTreeSet<Owner>>,
     address_users: BTreeMap<IpAddr, usize>,
     /// Real servers of the winning virtual servers, kept as Services change
     /// so reading it never walks them all.
@@ -36,6 +37,9 @@ impl Intent {
         };
         for (service, state) in desired.services {
             intent.replace(service, Some(state));
+        }
+        for (entry, state) in desired.streams {
+            intent.replace(entry, Some(state));
         }
         intent
     }
@@ -66,9 +70,11 @@ impl Intent {
         &self.node_addresses
     }
 
-    /// Replaces what one Service wants (`None`: the Service is gone) and
-    /// returns the part of the kernel the change touches.
-    pub fn replace(&mut self, service: ServiceRef, state: Option<ServiceState>) -> Scope {
+    /// Replaces what one Service or stream-services entry wants (`None`:
+    /// it is gone, or not served) and returns the part of the kernel the
+    /// change touches.
+    pub fn replace(&mut self, owner: impl Into<Owner>, state: Option<ServiceState>) -> Scope {
+        let service = owner.into();
         let mut scope = Scope::default();
         // The winners at the keys this change touches may change; count them
         // out before and back in after.
@@ -130,19 +136,20 @@ impl Intent {
             .sum()
     }
 
-    /// The virtual server wanted at `key`, with the Service that wants it.
-    /// When several Services want one key, the first by namespace/name wins,
-    /// so the choice does not depend on the order changes arrive in.
+    /// The virtual server wanted at `key`, with what wants it. When several
+    /// want one key, the first [`Owner`] wins (Services before
+    /// stream-services entries, each by name), so the choice does not depend
+    /// on the order changes arrive in.
     pub fn virtual_server(
         &self,
         key: &VirtualServerKey,
-    ) -> Option<(&ServiceRef, &DesiredVirtualServer)> {
+    ) -> Option<(&Owner, &DesiredVirtualServer)> {
         let owner = self.owners.get(key)?.iter().next()?;
         let vs = self.services.get(owner)?.virtual_servers.get(key)?;
         Some((owner, vs))
     }
 
-    /// Whether any Service wants `address` bound.
+    /// Whether any Service or entry wants `address` bound.
     pub fn wants_address(&self, address: IpAddr) -> bool {
         self.address_users.contains_key(&address)
     }
@@ -157,8 +164,8 @@ impl Intent {
         self.address_users.keys()
     }
 
-    /// What each Service wants.
-    pub fn services(&self) -> &BTreeMap<ServiceRef, ServiceState> {
+    /// What each Service and stream-services entry wants.
+    pub fn services(&self) -> &BTreeMap<Owner, ServiceState> {
         &self.services
     }
 

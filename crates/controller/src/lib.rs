@@ -6,7 +6,9 @@
 //! The mapping in [`desired`] turns the snapshot and the [`config`] into the
 //! [`state`] the cluster wants, choosing real servers in `selection` and
 //! schedulers in [`scheduling`]; what cannot be mapped is named in [`skip`].
-//! Services are named by a [`service_ref`].
+//! Services are named by a [`service_ref`]. Entries of ingress-nginx's
+//! `tcp-services` and `udp-services` ConfigMaps are parsed and mapped in
+//! [`stream_services`] and want virtual servers as Services do.
 //!
 //! - [`health_check`]: the Services whose `healthCheckNodePort` this node
 //!   answers, with their local endpoints.
@@ -34,10 +36,14 @@ pub mod skip;
 pub mod slice;
 pub mod snapshot;
 pub mod state;
+pub mod stream_services;
 pub mod udp_flows;
 
-pub use config::Config;
-pub use desired::{desired, desired_service, desired_service_checked};
+pub use config::{Config, StreamConfig};
+pub use desired::{
+    desired, desired_owner_checked, desired_service, desired_service_checked,
+    desired_stream_checked,
+};
 pub use health_check::{health_checks, HealthCheck};
 pub use intent::{Intent, Scope};
 pub use mirror::{endpoint_slices_from_endpoints, mirror_endpoints};
@@ -46,11 +52,12 @@ pub use observed::{Observed, ObservedVirtualServer};
 pub use op::Op;
 pub use plan::{plan, Draining, Extent, Plan, PlanConfig};
 pub use service::{valid_label_value, PortInfo, ServiceInfo, SERVICE_PROXY_NAME_LABEL};
-pub use service_ref::{ServiceRef, SliceRef};
+pub use service_ref::{ConfigMapRef, Owner, ServiceRef, SliceRef, StreamEntryRef, StreamKind};
 pub use skip::{SkipKind, SkipReason, Skipped};
 pub use slice::{EndpointInfo, SliceInfo, SlicePort};
 pub use snapshot::{Changed, Snapshot};
 pub use state::{
     DesiredState, DesiredVirtualServer, ServiceState, TrafficPolicy, VirtualServerKind,
 };
+pub use stream_services::{affected, StreamServices, StreamTarget, TargetPort};
 pub use udp_flows::{udp_frontends, UdpFrontend, UdpFrontends};

@@ -7,9 +7,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use kube_ipvs_model::{AddressFamily, Scheduler, VirtualServerKey};
+use kube_ipvs_model::{AddressFamily, Protocol, Scheduler, VirtualServerKey};
 
-use crate::service_ref::ServiceRef;
+use crate::service_ref::{Owner, ServiceRef, StreamKind};
 
 /// The kind of object a skip is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,6 +22,10 @@ pub enum SkipKind {
     Endpoints,
     /// The `v1` Node the agent runs on.
     Node,
+    /// An entry of the `--tcp-services-configmap` ConfigMap.
+    TcpServices,
+    /// An entry of the `--udp-services-configmap` ConfigMap.
+    UdpServices,
 }
 
 impl SkipKind {
@@ -32,6 +36,25 @@ impl SkipKind {
             SkipKind::EndpointSlice => "EndpointSlice",
             SkipKind::Endpoints => "Endpoints",
             SkipKind::Node => "Node",
+            SkipKind::TcpServices => "tcp-services",
+            SkipKind::UdpServices => "udp-services",
+        }
+    }
+
+    /// The kind of skip about `owner`'s mapping.
+    pub fn of(owner: &Owner) -> Self {
+        match owner {
+            Owner::Service(_) => SkipKind::Service,
+            Owner::Stream(entry) => entry.kind.into(),
+        }
+    }
+}
+
+impl From<StreamKind> for SkipKind {
+    fn from(kind: StreamKind) -> Self {
+        match kind {
+            StreamKind::Tcp => SkipKind::TcpServices,
+            StreamKind::Udp => SkipKind::UdpServices,
         }
     }
 }
@@ -47,7 +70,8 @@ impl fmt::Display for SkipKind {
 pub struct Skipped {
     /// The kind of object.
     pub kind: SkipKind,
-    /// The object, as `namespace/name` (`name` alone for a Node).
+    /// The object, as `namespace/name` (`name` alone for a Node,
+    /// `namespace/name:key` for an entry of a stream-services ConfigMap).
     pub object: String,
     /// Why.
     pub reason: SkipReason,
@@ -239,15 +263,80 @@ pub enum SkipReason {
         /// The Service that keeps it.
         owner: ServiceRef,
     },
-    /// A virtual server another Service wants too; the first Service by
-    /// namespace/name keeps it.
+    /// A virtual server another Service (or stream-services entry) wants
+    /// too; Services come first, then entries, each by name, and the first
+    /// keeps it.
     #[error("virtual server {key} is also wanted by {owner}, which keeps it")]
     Conflict {
         /// The virtual server.
         key: VirtualServerKey,
-        /// The Service that keeps it.
-        owner: ServiceRef,
+        /// What keeps it.
+        owner: Owner,
     },
+    /// A stream-services key that is not a port number in 1-65535.
+    #[error("key {key:?} is not a port in 1-65535")]
+    StreamKey {
+        /// The key.
+        key: String,
+    },
+    /// A stream-services value that is not
+    /// `namespace/service:port[:PROXY[:PROXY]]`.
+    #[error("value {value:?} is not namespace/service:port[:PROXY[:PROXY]]: {why}")]
+    StreamValue {
+        /// The value.
+        value: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A TCP stream-services entry asking for the PROXY protocol, which
+    /// IPVS cannot speak; it is not served without it.
+    #[error("value {value:?} asks for the PROXY protocol, which IPVS cannot add or strip")]
+    ProxyProtocol {
+        /// The value.
+        value: String,
+    },
+    /// A Service a stream-services entry needs is not in the cluster (or not
+    /// watched).
+    #[error("{role} Service {service} not found")]
+    UnknownService {
+        /// `target` (the value's Service) or `publish` (`--publish-service`).
+        role: &'static str,
+        /// The Service.
+        service: ServiceRef,
+    },
+    /// A Service a stream-services entry needs has nothing proxied here:
+    /// headless, ExternalName, no cluster IP yet, or another proxy's.
+    #[error("{role} Service {service} is not proxied here (headless, ExternalName, no cluster IP, or another proxy's)")]
+    NotProxied {
+        /// `target` or `publish`.
+        role: &'static str,
+        /// The Service.
+        service: ServiceRef,
+    },
+    /// The target Service has no port with that number or name and the
+    /// entry's protocol.
+    #[error("Service {service} has no {protocol} port {port}")]
+    UnknownServicePort {
+        /// The Service.
+        service: ServiceRef,
+        /// The port as the value names it: a number or a name.
+        port: String,
+        /// The protocol of the entry's ConfigMap.
+        protocol: Protocol,
+    },
+    /// The publish Service has addresses of a family the target Service has
+    /// no cluster IP of; the entry is not served in that family.
+    #[error("target Service {service} has no {} cluster IP for the publish Service's {} addresses", family_name(*.family), family_name(*.family))]
+    StreamFamily {
+        /// The target Service.
+        service: ServiceRef,
+        /// The family.
+        family: AddressFamily,
+    },
+    /// Stream-services entries without `--publish-service`: no address to
+    /// serve them on.
+    #[error("no --publish-service: no address to serve the entry on")]
+    NoPublishService,
 }
 
 impl SkipReason {
@@ -274,6 +363,14 @@ impl SkipReason {
             SkipReason::HealthCheckPortOutOfRange { .. } => "health_check_port_out_of_range",
             SkipReason::HealthCheckPortTaken { .. } => "health_check_port_taken",
             SkipReason::Conflict { .. } => "conflict",
+            SkipReason::StreamKey { .. } => "invalid_key",
+            SkipReason::StreamValue { .. } => "malformed_value",
+            SkipReason::ProxyProtocol { .. } => "proxy_protocol",
+            SkipReason::UnknownService { .. } => "unknown_service",
+            SkipReason::NotProxied { .. } => "not_proxied",
+            SkipReason::UnknownServicePort { .. } => "unknown_port",
+            SkipReason::StreamFamily { .. } => "wrong_family",
+            SkipReason::NoPublishService => "no_publish_service",
         }
     }
 }

@@ -1,29 +1,35 @@
 //! The store of what the cluster says, in the compact form the mapping
 //! reads, kept up to date one watch event at a time.
 //!
-//! Every change reports the Services it affects. Storing an object equal
-//! (once converted) to the stored one reports nothing, which keeps a relist
-//! cheap: only what really changed is mapped again.
+//! Every change reports the Services (and stream-services entries) it
+//! affects. Storing an object equal (once converted) to the stored one
+//! reports nothing, which keeps a relist cheap: only what really changed is
+//! mapped again.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::mirror::mirror_endpoints;
 use crate::node::NodeInfo;
 use crate::service::{object_ref, ServiceInfo};
-use crate::service_ref::{ServiceRef, SliceRef};
+use crate::service_ref::{ServiceRef, SliceRef, StreamEntryRef, StreamKind};
 use crate::skip::{SkipKind, Skipped};
 use crate::slice::{Names, SliceConversion, SliceInfo};
+use crate::stream_services::{StreamServices, StreamTarget};
 
 /// The Services a change affects.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changed {
-    /// The Services whose desired state may differ.
+    /// The Services whose desired state may differ (or whose endpoints
+    /// changed).
     pub services: BTreeSet<ServiceRef>,
+    /// The stream-services entries added, changed or removed.
+    /// [`crate::stream_services::affected`] adds what depends on them.
+    pub streams: BTreeSet<StreamEntryRef>,
     /// Whether every Service may differ (the node's zone or addresses changed).
     pub all: bool,
 }
@@ -33,13 +39,13 @@ impl Changed {
     pub fn service(service: ServiceRef) -> Self {
         Changed {
             services: BTreeSet::from([service]),
-            all: false,
+            ..Changed::default()
         }
     }
 
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        !self.all && self.services.is_empty()
+        !self.all && self.services.is_empty() && self.streams.is_empty()
     }
 
     /// Whether `service` may differ.
@@ -51,6 +57,7 @@ impl Changed {
     pub fn merge(&mut self, other: Changed) {
         self.all |= other.all;
         self.services.extend(other.services);
+        self.streams.extend(other.streams);
     }
 }
 
@@ -69,6 +76,8 @@ pub struct Snapshot {
     mirrored: HashMap<ObjectKey, Vec<String>>,
     node: NodeInfo,
     node_addresses: Vec<IpAddr>,
+    /// ingress-nginx's stream-services ConfigMaps, one of each kind.
+    streams: BTreeMap<StreamKind, StreamServices>,
     skipped: BTreeMap<(SkipKind, String), Vec<Skipped>>,
     names: Names,
 }
@@ -388,8 +397,8 @@ impl Snapshot {
         let changed = info.zone != self.node.zone;
         self.node = info;
         Changed {
-            services: BTreeSet::new(),
             all: changed,
+            ..Changed::default()
         }
     }
 
@@ -402,9 +411,80 @@ impl Snapshot {
         let changed = addresses != self.node_addresses;
         self.node_addresses = addresses;
         Changed {
-            services: BTreeSet::new(),
             all: changed,
+            ..Changed::default()
         }
+    }
+
+    /// Stores the stream-services ConfigMap of `kind` (added or modified),
+    /// replacing the one stored for it, and reports the entries that were
+    /// added, changed or removed.
+    pub fn apply_stream_services(&mut self, kind: StreamKind, config_map: &ConfigMap) -> Changed {
+        let mut skipped = Vec::new();
+        let converted = StreamServices::from_config_map(kind, config_map, &mut skipped);
+        let skip_kind = SkipKind::from(kind);
+        self.skipped.retain(|(k, _), _| *k != skip_kind);
+        self.record(skip_kind, String::new(), skipped);
+        self.store_stream_services(kind, converted)
+    }
+
+    /// Forgets the stream-services ConfigMap of `kind`.
+    pub fn delete_stream_services(&mut self, kind: StreamKind) -> Changed {
+        let skip_kind = SkipKind::from(kind);
+        self.skipped.retain(|(k, _), _| *k != skip_kind);
+        self.store_stream_services(kind, None)
+    }
+
+    fn store_stream_services(&mut self, kind: StreamKind, new: Option<StreamServices>) -> Changed {
+        let old = match new {
+            Some(new) => self.streams.insert(kind, new),
+            None => self.streams.remove(&kind),
+        };
+        let new = self.streams.get(&kind);
+        let entries = |s: Option<&StreamServices>| -> BTreeMap<StreamEntryRef, StreamTarget> {
+            s.into_iter()
+                .flat_map(|s| {
+                    s.entries.iter().map(|(port, target)| {
+                        (
+                            StreamEntryRef::new(kind, s.config_map.clone(), *port),
+                            target.clone(),
+                        )
+                    })
+                })
+                .collect()
+        };
+        let (before, after) = (entries(old.as_ref()), entries(new));
+        let streams = before
+            .keys()
+            .chain(after.keys())
+            .filter(|e| before.get(*e) != after.get(*e))
+            .cloned()
+            .collect();
+        Changed {
+            streams,
+            ..Changed::default()
+        }
+    }
+
+    /// Every stream-services entry that parsed, TCP first, by ConfigMap and port.
+    pub fn stream_entries(&self) -> impl Iterator<Item = (StreamEntryRef, &StreamTarget)> {
+        self.streams.iter().flat_map(|(kind, s)| {
+            s.entries.iter().map(|(port, target)| {
+                (
+                    StreamEntryRef::new(*kind, s.config_map.clone(), *port),
+                    target,
+                )
+            })
+        })
+    }
+
+    /// What a stored stream-services entry asks for.
+    pub fn stream_entry(&self, entry: &StreamEntryRef) -> Option<&StreamTarget> {
+        self.streams
+            .get(&entry.kind)
+            .filter(|s| s.config_map == entry.config_map)?
+            .entries
+            .get(&entry.port)
     }
 
     /// A stored Service.

@@ -1,12 +1,13 @@
-//! The desired state the controller computes: per Service, the virtual
-//! servers with their real servers and the addresses to bind.
+//! The desired state the controller computes: per Service (and per entry
+//! of ingress-nginx's stream-services ConfigMaps), the virtual servers with
+//! their real servers and the addresses to bind.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use kube_ipvs_model::{RealServer, RealServerKey, VirtualServer, VirtualServerKey};
 
-use crate::service_ref::ServiceRef;
+use crate::service_ref::{Owner, ServiceRef, StreamEntryRef};
 use crate::skip::{SkipKind, SkipReason, Skipped};
 
 /// One virtual server the cluster wants, with the Service port it serves.
@@ -16,7 +17,9 @@ pub struct DesiredVirtualServer {
     pub service: VirtualServer,
     /// Its real servers.
     pub real_servers: BTreeMap<RealServerKey, RealServer>,
-    /// The Service port it comes from: the port's name, or its number when unnamed.
+    /// The Service port it comes from: the port's name, or its number when
+    /// unnamed; for a stream-services entry, the target's port as the
+    /// entry's value names it.
     pub port_name: String,
     /// What kind of Service address the virtual server listens on.
     pub kind: VirtualServerKind,
@@ -84,7 +87,8 @@ impl VirtualServerKind {
     }
 }
 
-/// What one Service contributes to the desired state.
+/// What one Service (or stream-services entry) contributes to the desired
+/// state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceState {
     /// Its virtual servers.
@@ -92,6 +96,9 @@ pub struct ServiceState {
     /// The addresses it needs bound on the dummy interface (cluster IPs,
     /// external IPs, load-balancer IPs; never node addresses).
     pub addresses: BTreeSet<IpAddr>,
+    /// For a stream-services entry, the Service its virtual servers forward
+    /// to; `None` for a Service.
+    pub target: Option<ServiceRef>,
 }
 
 /// Everything the controller wants programmed, by Service.
@@ -99,6 +106,8 @@ pub struct ServiceState {
 pub struct DesiredState {
     /// Per Service.
     pub services: BTreeMap<ServiceRef, ServiceState>,
+    /// Per stream-services entry that is served.
+    pub streams: BTreeMap<StreamEntryRef, ServiceState>,
     /// What the mapping left out (scheduler flags a scheduler does not take,
     /// repeated virtual servers, [`DesiredState::conflicts`]); what
     /// conversion left out is in the snapshot.
@@ -109,38 +118,50 @@ pub struct DesiredState {
 }
 
 impl DesiredState {
-    /// Every desired virtual server with the Service it comes from. When two
-    /// Services want the same key, the first by namespace/name wins.
-    pub fn virtual_servers(
-        &self,
-    ) -> BTreeMap<VirtualServerKey, (&ServiceRef, &DesiredVirtualServer)> {
+    /// What each owner wants, in [`Owner`] order: Services, then
+    /// stream-services entries.
+    pub fn owners(&self) -> impl Iterator<Item = (Owner, &ServiceState)> {
+        self.services
+            .iter()
+            .map(|(s, state)| (Owner::Service(s.clone()), state))
+            .chain(
+                self.streams
+                    .iter()
+                    .map(|(e, state)| (Owner::Stream(e.clone()), state)),
+            )
+    }
+
+    /// Every desired virtual server with what it comes from. When several
+    /// want the same key, the first [`Owner`] wins: Services before
+    /// stream-services entries, each by name.
+    pub fn virtual_servers(&self) -> BTreeMap<VirtualServerKey, (Owner, &DesiredVirtualServer)> {
         let mut all = BTreeMap::new();
-        for (owner, state) in &self.services {
+        for (owner, state) in self.owners() {
             for (key, vs) in &state.virtual_servers {
-                all.entry(*key).or_insert((owner, vs));
+                all.entry(*key).or_insert_with(|| (owner.clone(), vs));
             }
         }
         all
     }
 
-    /// The virtual servers several Services want: each later Service (by
-    /// namespace/name) loses the key to the first, as
-    /// [`DesiredState::virtual_servers`] decides.
+    /// The virtual servers several owners want: each later owner loses the
+    /// key to the first, as [`DesiredState::virtual_servers`] decides.
     pub fn conflicts(&self) -> Vec<Skipped> {
-        let mut owners: BTreeMap<VirtualServerKey, &ServiceRef> = BTreeMap::new();
+        let mut owners: BTreeMap<VirtualServerKey, Owner> = BTreeMap::new();
         let mut out = Vec::new();
-        for (service, state) in &self.services {
+        for (owner, state) in self.owners() {
+            let object = owner.object();
             for key in state.virtual_servers.keys() {
                 match owners.get(key) {
                     None => {
-                        owners.insert(*key, service);
+                        owners.insert(*key, owner.clone());
                     }
-                    Some(owner) => out.push(Skipped::new(
-                        SkipKind::Service,
-                        service.to_string(),
+                    Some(winner) => out.push(Skipped::new(
+                        SkipKind::of(&owner),
+                        object.clone(),
                         SkipReason::Conflict {
                             key: *key,
-                            owner: (*owner).clone(),
+                            owner: winner.clone(),
                         },
                     )),
                 }
@@ -151,9 +172,8 @@ impl DesiredState {
 
     /// Every address to bind.
     pub fn addresses(&self) -> BTreeSet<IpAddr> {
-        self.services
-            .values()
-            .flat_map(|s| s.addresses.iter().copied())
+        self.owners()
+            .flat_map(|(_, s)| s.addresses.iter().copied())
             .collect()
     }
 }

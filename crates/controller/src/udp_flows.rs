@@ -18,6 +18,7 @@ use kube_ipvs_model::{AddressFamily, Protocol, VirtualServerKey};
 
 use crate::intent::Intent;
 use crate::selection::candidates;
+use crate::service_ref::Owner;
 use crate::slice::SliceInfo;
 use crate::snapshot::Snapshot;
 use crate::state::VirtualServerKind;
@@ -77,7 +78,17 @@ pub fn udp_frontends(snapshot: &Snapshot, intent: &Intent) -> UdpFrontends {
         let Some((owner, vs)) = intent.virtual_server(key) else {
             continue;
         };
-        let Some(info) = snapshot.service(owner) else {
+        // A stream-services entry forwards to its target Service's endpoints.
+        let service = match owner {
+            Owner::Service(service) => service,
+            Owner::Stream(_) => {
+                match intent.services().get(owner).and_then(|s| s.target.as_ref()) {
+                    Some(target) => target,
+                    None => continue,
+                }
+            }
+        };
+        let Some(info) = snapshot.service(service) else {
             continue;
         };
         let Some(service_port) = info
@@ -87,7 +98,7 @@ pub fn udp_frontends(snapshot: &Snapshot, intent: &Intent) -> UdpFrontends {
         else {
             continue;
         };
-        let slices: Vec<&SliceInfo> = snapshot.slices_of(owner).collect();
+        let slices: Vec<&SliceInfo> = snapshot.slices_of(service).collect();
         let serving: BTreeSet<IpAddr> =
             candidates(&slices, AddressFamily::of(&address), service_port)
                 .into_iter()

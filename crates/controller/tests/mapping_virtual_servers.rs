@@ -186,7 +186,7 @@ fn load_balancers_sharing_one_ip_never_mix_endpoints() {
                 vec!["198.51.100.0/24".parse().unwrap()],
                 "{key}"
             );
-            let expected = if owner.name == "a" {
+            let expected = if *owner == r("a").into() {
                 "10.0.1.1"
             } else {
                 "10.0.2.2"

@@ -1,11 +1,12 @@
-//! Arbitrary Services, EndpointSlices, Endpoints and Nodes never make
-//! conversion or mapping panic, and the mapping keeps its invariants.
+//! Arbitrary Services, EndpointSlices, Endpoints, Nodes and stream-services
+//! ConfigMaps never make conversion or mapping panic, and the mapping keeps
+//! its invariants.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ClientIPConfig, EndpointAddress, EndpointPort as CorePort, EndpointSubset, Endpoints,
-    LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServicePort, ServiceSpec,
+    ClientIPConfig, ConfigMap, EndpointAddress, EndpointPort as CorePort, EndpointSubset,
+    Endpoints, LoadBalancerIngress, LoadBalancerStatus, Node, Service, ServicePort, ServiceSpec,
     ServiceStatus, SessionAffinityConfig,
 };
 use k8s_openapi::api::discovery::v1::{
@@ -13,7 +14,8 @@ use k8s_openapi::api::discovery::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube_ipvs_controller::{
-    desired, desired_service, endpoint_slices_from_endpoints, Config, Snapshot,
+    desired, desired_service, desired_stream_checked, endpoint_slices_from_endpoints, Config,
+    ConfigMapRef, ServiceRef, Snapshot, StreamConfig, StreamKind,
 };
 use kube_ipvs_model::{AddressFamily, Scheduler};
 use proptest::collection::{btree_map, vec};
@@ -230,6 +232,17 @@ fn endpoints() -> impl Strategy<Value = Endpoints> {
         .prop_map(|(metadata, subsets)| Endpoints { metadata, subsets })
 }
 
+/// The data of a stream-services ConfigMap: keys that are ports or not,
+/// values that name Services and ports of the generated ones, or not.
+fn stream_data() -> impl Strategy<Value = BTreeMap<String, String>> {
+    let key = prop_oneof!["[0-9]{1,6}", "(80|443|53|30000)", text()];
+    let value = prop_oneof![
+        "(default|ns)/(a|b|web|http|dns)(:(80|http|dns|53|0|70000|[0-9]{1,5}))?(:(PROXY|proxy|x)?){0,3}",
+        text(),
+    ];
+    btree_map(key, value, 0..5)
+}
+
 fn node() -> impl Strategy<Value = Node> {
     meta().prop_map(|metadata| Node {
         metadata,
@@ -248,6 +261,9 @@ proptest! {
         node in node(),
         scheduler in text(),
         proxy_name in option::of(text()),
+        tcp_data in stream_data(),
+        udp_data in stream_data(),
+        publish in "(a|b|web|http|dns)",
     ) {
         let mut snapshot = Snapshot::new();
         snapshot.set_node(&node);
@@ -262,11 +278,28 @@ proptest! {
             let _ = endpoint_slices_from_endpoints(e);
             snapshot.apply_endpoints(e);
         }
+        for (kind, data) in [(StreamKind::Tcp, tcp_data), (StreamKind::Udp, udp_data)] {
+            let config_map = ConfigMap {
+                metadata: ObjectMeta {
+                    namespace: Some("ingress-nginx".into()),
+                    name: Some(kind.as_str().into()),
+                    ..ObjectMeta::default()
+                },
+                data: Some(data),
+                ..ConfigMap::default()
+            };
+            snapshot.apply_stream_services(kind, &config_map);
+        }
         let config = Config {
             node_name: "node-a".into(),
             scheduler: scheduler.parse::<Scheduler>().unwrap(),
             service_proxy_name: proxy_name,
             nodeport_addresses: Vec::new(),
+            streams: StreamConfig {
+                tcp_services: Some(ConfigMapRef::new("ingress-nginx", "tcp-services")),
+                udp_services: Some(ConfigMapRef::new("ingress-nginx", "udp-services")),
+                publish_service: Some(ServiceRef::new("default", publish)),
+            },
             ..Config::default()
         };
         let full = desired(&snapshot, &config);
@@ -282,10 +315,17 @@ proptest! {
             }
         }
         prop_assert_eq!(&full.services, &assembled);
+        let mut assembled = BTreeMap::new();
+        for (entry, _) in snapshot.stream_entries() {
+            if let Some(state) = desired_stream_checked(&snapshot, &config, &entry, &mut Vec::new()) {
+                assembled.insert(entry, state);
+            }
+        }
+        prop_assert_eq!(&full.streams, &assembled);
 
         // Real servers are of their virtual server's family; every bound
         // address has a virtual server.
-        for state in full.services.values() {
+        for state in full.services.values().chain(full.streams.values()) {
             for (key, vs) in &state.virtual_servers {
                 prop_assert_eq!(vs.service.key, *key);
                 for rs in vs.real_servers.keys() {

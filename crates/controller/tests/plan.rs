@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
-    plan, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, Observed, Op, PlanConfig,
-    Scope, ServiceRef, ServiceState, VirtualServerKind,
+    plan, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, Observed, Op, Owner,
+    PlanConfig, Scope, ServiceRef, ServiceState, VirtualServerKind,
 };
 use kube_ipvs_model::{
     DumpedRealServer, DumpedVirtualServer, Operation, Protocol, RealServer, RealServerCounters,
@@ -46,6 +46,7 @@ fn service(vip: &str, proto: Protocol, port: u16, endpoints: &[&str]) -> Service
     ServiceState {
         virtual_servers: BTreeMap::from([(k, vs)]),
         addresses: BTreeSet::from([ip(vip)]),
+        target: None,
     }
 }
 
@@ -602,8 +603,9 @@ fn conflicting_services_resolve_by_name_whatever_the_order() {
     two.replace(ServiceRef::new("default", "a"), Some(a));
     two.replace(ServiceRef::new("default", "b"), Some(b));
     let k = key(Protocol::Tcp, "10.96.0.1", 80);
-    assert_eq!(one.virtual_server(&k).unwrap().0.name, "a");
-    assert_eq!(two.virtual_server(&k).unwrap().0.name, "a");
+    let a = Owner::from(ServiceRef::new("default", "a"));
+    assert_eq!(one.virtual_server(&k).unwrap().0, &a);
+    assert_eq!(two.virtual_server(&k).unwrap().0, &a);
 }
 
 #[test]

@@ -218,6 +218,7 @@ mod tests {
                     }
                 }
                 Kind::Node => drop(serde_json::from_value::<Node>(value).unwrap()),
+                Kind::ConfigMap => panic!("no ConfigMap is generated"),
             }
         }
         assert!(

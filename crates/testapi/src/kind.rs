@@ -11,11 +11,21 @@ pub enum Kind {
     EndpointSlice,
     /// `v1` Node, cluster-scoped.
     Node,
+    /// `v1` ConfigMap, namespaced.
+    ConfigMap,
 }
 
 impl Kind {
+    /// How many kinds there are.
+    pub const COUNT: usize = 4;
+
     /// Every kind, in a fixed order (used to index per-kind tables).
-    pub const ALL: [Kind; 3] = [Kind::Service, Kind::EndpointSlice, Kind::Node];
+    pub const ALL: [Kind; Kind::COUNT] = [
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::Node,
+        Kind::ConfigMap,
+    ];
 
     /// The position of this kind in [`Kind::ALL`].
     pub fn index(self) -> usize {
@@ -23,6 +33,7 @@ impl Kind {
             Kind::Service => 0,
             Kind::EndpointSlice => 1,
             Kind::Node => 2,
+            Kind::ConfigMap => 3,
         }
     }
 
@@ -32,6 +43,7 @@ impl Kind {
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Node => "Node",
+            Kind::ConfigMap => "ConfigMap",
         }
     }
 
@@ -41,13 +53,14 @@ impl Kind {
             Kind::Service => "ServiceList",
             Kind::EndpointSlice => "EndpointSliceList",
             Kind::Node => "NodeList",
+            Kind::ConfigMap => "ConfigMapList",
         }
     }
 
     /// The `apiVersion` field.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Service | Kind::Node => "v1",
+            Kind::Service | Kind::Node | Kind::ConfigMap => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
         }
     }
@@ -64,7 +77,7 @@ impl Kind {
 
     fn group_prefix(self) -> &'static str {
         match self {
-            Kind::Service | Kind::Node => "/api/v1",
+            Kind::Service | Kind::Node | Kind::ConfigMap => "/api/v1",
             Kind::EndpointSlice => "/apis/discovery.k8s.io/v1",
         }
     }
@@ -74,6 +87,7 @@ impl Kind {
             Kind::Service => "services",
             Kind::EndpointSlice => "endpointslices",
             Kind::Node => "nodes",
+            Kind::ConfigMap => "configmaps",
         }
     }
 }
@@ -141,6 +155,13 @@ mod tests {
             Some(Route {
                 kind: Kind::EndpointSlice,
                 namespace: Some("kube-system".into())
+            })
+        );
+        assert_eq!(
+            Route::parse("/api/v1/namespaces/ingress-nginx/configmaps"),
+            Some(Route {
+                kind: Kind::ConfigMap,
+                namespace: Some("ingress-nginx".into())
             })
         );
         assert_eq!(Route::parse("/api/v1/namespaces/x/nodes"), None);

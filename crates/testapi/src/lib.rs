@@ -1,7 +1,7 @@
 //! A small Kubernetes API server for tests and benchmarks of kube-ipvs.
 //!
 //! It speaks the list/watch protocol of the real apiserver for Services,
-//! EndpointSlices and Nodes over plain HTTP/1.1: paginated lists with a
+//! EndpointSlices, Nodes and ConfigMaps over plain HTTP/1.1: paginated lists with a
 //! resource version, chunked watch streams of newline-delimited events,
 //! bookmarks, `timeoutSeconds`, label and field selectors, and 410 Gone for a
 //! watch resumed from before the last compaction.

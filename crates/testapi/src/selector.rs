@@ -68,6 +68,16 @@ impl Selector {
         self.0.iter().all(|r| r.matches(|k| labels.get(k).cloned()))
     }
 
+    /// The name a field selector selects when it is exactly
+    /// `metadata.name=NAME`: what RBAC's `resourceNames` authorizes a list
+    /// or watch by.
+    pub fn only_name(&self) -> Option<&str> {
+        match self.0.as_slice() {
+            [Requirement::Equals(field, name)] if field == "metadata.name" => Some(name),
+            _ => None,
+        }
+    }
+
     /// Whether an object's namespace and name satisfy the selector as a field
     /// selector (`metadata.name`, `metadata.namespace`).
     pub fn matches_fields(&self, namespace: &str, name: &str) -> bool {
@@ -108,6 +118,19 @@ mod tests {
             .unwrap()
             .matches_labels(&labels(&[("app", "")])));
         assert_eq!(Selector::parse("app in (a,b)"), None);
+    }
+
+    #[test]
+    fn only_name() {
+        let name = |s: &str| Selector::parse(s).unwrap().only_name().map(str::to_owned);
+        assert_eq!(
+            name("metadata.name=tcp-services"),
+            Some("tcp-services".into())
+        );
+        assert_eq!(name("metadata.name==x"), Some("x".into()));
+        assert_eq!(name(""), None);
+        assert_eq!(name("metadata.name!=x"), None);
+        assert_eq!(name("metadata.name=x,metadata.namespace=y"), None);
     }
 
     #[test]

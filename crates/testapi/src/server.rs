@@ -30,11 +30,13 @@ const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
     /// List requests that started a list (first pages: no `continue`).
-    pub lists: [u64; 3],
+    pub lists: [u64; Kind::COUNT],
     /// Watch requests received.
-    pub watches: [u64; 3],
+    pub watches: [u64; Kind::COUNT],
     /// The `resourceVersion` of the latest watch request, as sent.
-    pub last_watch_rv: [Option<String>; 3],
+    pub last_watch_rv: [Option<String>; Kind::COUNT],
+    /// Requests refused as RBAC would ([`TestApiServer::grant_config_maps`]).
+    pub forbidden: u64,
 }
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -42,11 +44,34 @@ type Body = UnsyncBoxBody<Bytes, Infallible>;
 struct Shared {
     store: Mutex<Store>,
     stats: watch::Sender<Stats>,
+    /// `Some`: ConfigMaps may be read only by these names (namespace, name).
+    config_map_grants: Mutex<Option<Vec<(String, String)>>>,
 }
 
 impl Shared {
     fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether RBAC, as [`TestApiServer::grant_config_maps`] set it up, lets
+    /// a list or watch of `kind` in `namespace` with `fields` through.
+    fn authorized(&self, kind: Kind, namespace: Option<&str>, fields: &Selector) -> bool {
+        if kind != Kind::ConfigMap {
+            return true;
+        }
+        let grants = self
+            .config_map_grants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(grants) = grants.as_ref() else {
+            return true;
+        };
+        match (namespace, fields.only_name()) {
+            (Some(namespace), Some(name)) => {
+                grants.iter().any(|(n, m)| n == namespace && m == name)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -75,6 +100,7 @@ impl TestApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::default(),
             stats: watch::Sender::new(Stats::default()),
+            config_map_grants: Mutex::new(None),
         });
         let task = tokio::spawn(serve(listener, shared.clone()));
         Ok(Self {
@@ -140,6 +166,24 @@ impl TestApiServer {
     /// The number of connected watches of a kind.
     pub fn open_watches(&self, kind: Kind) -> usize {
         self.shared.store().open_watches(kind)
+    }
+
+    /// Authorizes ConfigMaps as a Role whose rule lists `names` (namespace,
+    /// name) in `resourceNames` does: a list or watch must be in the
+    /// namespace and carry the field selector `metadata.name=NAME` of one of
+    /// them; any other ConfigMap request is 403 Forbidden. Without this call
+    /// every request is allowed.
+    pub fn grant_config_maps(&self, names: &[(&str, &str)]) {
+        *self
+            .shared
+            .config_map_grants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(
+            names
+                .iter()
+                .map(|(n, m)| ((*n).to_owned(), (*m).to_owned()))
+                .collect(),
+        );
     }
 
     /// What has been served so far.
@@ -261,12 +305,21 @@ fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
             "unsupported selector",
         );
     };
+    let kind = route.kind;
+    if !shared.authorized(kind, route.namespace.as_deref(), &fields) {
+        shared.stats.send_modify(|s| s.forbidden += 1);
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "configmaps is forbidden: the Role grants only named ConfigMaps (resourceNames), \
+             which a list or watch must select with metadata.name",
+        );
+    }
     let filter = Filter {
         namespace: route.namespace,
         labels,
         fields,
     };
-    let kind = route.kind;
     if param("watch").is_some_and(|w| w == "true" || w == "1") {
         let rv = param("resourceVersion").unwrap_or_default();
         let start = match rv {

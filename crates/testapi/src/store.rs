@@ -75,7 +75,7 @@ struct Watcher {
 pub(crate) struct Store {
     rv: u64,
     compacted: u64,
-    objects: [BTreeMap<(String, String), Arc<Stored>>; 3],
+    objects: [BTreeMap<(String, String), Arc<Stored>>; Kind::COUNT],
     history: Vec<Record>,
     watchers: Vec<Watcher>,
 }

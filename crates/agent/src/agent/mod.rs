@@ -26,7 +26,8 @@ use kube::ResourceExt;
 use std::ops::RangeInclusive;
 
 use kube_ipvs_controller::{
-    desired, desired_service_checked, health_checks, Changed, Config, ServiceRef, Skipped, Snapshot,
+    affected, desired, desired_owner_checked, health_checks, Changed, Config, ServiceRef, Skipped,
+    Snapshot,
 };
 use tokio::time::{sleep_until, Instant};
 
@@ -85,7 +86,8 @@ impl<D: Dataplane> Agent<D> {
         health: Health,
     ) -> Self {
         Agent {
-            writer: SnapshotWriter::new(config.node_name.clone(), NodeAddresses::Kernel),
+            writer: SnapshotWriter::new(config.node_name.clone(), NodeAddresses::Kernel)
+                .with_streams(&config.streams),
             reconciler,
             config,
             schedule: Schedule::new(timing),
@@ -291,7 +293,8 @@ impl<D: Dataplane> Agent<D> {
         }
     }
 
-    /// Syncs the Services marked by events since the last sync.
+    /// Syncs the Services (and stream-services entries) marked by events
+    /// since the last sync, with what depends on them.
     pub async fn sync_pending(&mut self) -> SyncReport {
         if !self.schedule.synced_once() || self.pending.all {
             return match self.full_sync().await {
@@ -308,12 +311,11 @@ impl<D: Dataplane> Agent<D> {
         let pending = std::mem::take(&mut self.pending);
         let mut skips = Vec::new();
         let snapshot = self.writer.snapshot();
-        let changes: Vec<_> = pending
-            .services
+        let changes: Vec<_> = affected(snapshot, &self.config, &pending)
             .into_iter()
-            .map(|service| {
-                let state = desired_service_checked(snapshot, &self.config, &service, &mut skips);
-                (service, state)
+            .map(|owner| {
+                let state = desired_owner_checked(snapshot, &self.config, &owner, &mut skips);
+                (owner, state)
             })
             .collect();
         self.skips.record(

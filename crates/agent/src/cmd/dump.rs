@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
-use kube_ipvs_controller::{desired, Config, Intent, Snapshot};
+use kube_ipvs_controller::{desired, Config, Intent, Snapshot, StreamConfig};
 use kube_ipvs_netlink::VirtualServerKey;
 
 use super::print_document;
@@ -59,7 +59,7 @@ pub async fn dump(args: DumpArgs) -> Result<ExitCode> {
 /// dump, and why the names are missing is said once.
 async fn service_names(args: &DumpArgs) -> BTreeMap<VirtualServerKey, String> {
     let names = if let Some(dir) = &args.from_dir {
-        names_from_dir(dir)
+        names_from_dir(dir, StreamConfig::from(&args.streams))
     } else if let Some(addr) = args.metrics_bind_address.0 {
         fetch_debug_view(addr)
             .await
@@ -74,8 +74,12 @@ async fn service_names(args: &DumpArgs) -> BTreeMap<VirtualServerKey, String> {
     })
 }
 
-/// The names the directory's Services give, mapped for this host.
-fn names_from_dir(dir: &std::path::Path) -> Result<BTreeMap<VirtualServerKey, String>> {
+/// The names the directory's Services (and stream-services entries) give,
+/// mapped for this host.
+fn names_from_dir(
+    dir: &std::path::Path,
+    streams: StreamConfig,
+) -> Result<BTreeMap<VirtualServerKey, String>> {
     let node = super::node_name(&crate::cli::SourceArgs::default()).unwrap_or_default();
     let contents = source::load_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
     for error in contents.errors {
@@ -84,9 +88,21 @@ fn names_from_dir(dir: &std::path::Path) -> Result<BTreeMap<VirtualServerKey, St
     let mut snapshot = Snapshot::new();
     snapshot.replace_services(contents.services.iter());
     snapshot.replace_slices(contents.endpoint_slices.iter());
+    for (kind, r) in streams.config_maps() {
+        let named = |c: &&k8s_openapi::api::core::v1::ConfigMap| {
+            c.metadata.namespace.as_deref() == Some(&*r.namespace)
+                && c.metadata.name.as_deref() == Some(&*r.name)
+        };
+        if let Some(config_map) = contents.config_maps.iter().find(named) {
+            snapshot.apply_stream_services(kind, config_map);
+        }
+    }
+    let config = Config {
+        streams,
+        ..Config::new(node)
+    };
     Ok(output::names_from_intent(&Intent::new(desired(
-        &snapshot,
-        &Config::new(node),
+        &snapshot, &config,
     ))))
 }
 

@@ -20,6 +20,7 @@ use futures::StreamExt as _;
 use crate::cli::{Output, SourceArgs};
 use crate::output::{self, Document};
 use crate::source::{self, SourceEvent};
+use kube_ipvs_controller::StreamConfig;
 
 /// The name of this node: `--hostname-override`, else the host name.
 pub fn node_name(source: &SourceArgs) -> Result<String> {
@@ -32,19 +33,21 @@ pub fn node_name(source: &SourceArgs) -> Result<String> {
 }
 
 /// The events of the configured source: a watched directory or the API
-/// (watched with the selector of `proxy_name`).
+/// (watched with the selector of `proxy_name`), with the stream-services
+/// ConfigMaps `streams` names.
 pub async fn events(
     source: &SourceArgs,
     node: &str,
     proxy_name: Option<&str>,
+    streams: &StreamConfig,
 ) -> Result<BoxStream<'static, SourceEvent>> {
     Ok(match &source.from_dir {
-        Some(dir) => source::dir_source(dir.clone()).boxed(),
+        Some(dir) => source::dir_source(dir.clone(), streams.clone()).boxed(),
         None => {
             let client = source::client_with(&source.into())
                 .await
                 .context("connecting to the Kubernetes API")?;
-            source::kube_source(client, node, proxy_name).boxed()
+            source::kube_source(client, node, proxy_name, streams).boxed()
         }
     })
 }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use kube_ipvs_controller::{desired, Config, Intent};
+use kube_ipvs_controller::{desired, Config, Intent, StreamConfig};
 
 use super::{events, node_name, print_document, until_initialized, Initializing};
 use crate::cli::PlanArgs;
@@ -32,10 +32,18 @@ pub async fn plan(args: PlanArgs) -> Result<ExitCode> {
     let node = node_name(&args.source)?;
     let config = Config {
         node_name: node.clone(),
+        streams: StreamConfig::from(&args.streams),
         ..Config::from(&args.mapping)
     };
-    let mut stream = events(&args.source, &node, config.service_proxy_name.as_deref()).await?;
-    let mut reader = Reader(SnapshotWriter::new(node, NodeAddresses::NodeObject));
+    let mut stream = events(
+        &args.source,
+        &node,
+        config.service_proxy_name.as_deref(),
+        &config.streams,
+    )
+    .await?;
+    let mut reader =
+        Reader(SnapshotWriter::new(node, NodeAddresses::NodeObject).with_streams(&config.streams));
     until_initialized(&mut stream, &mut reader).await?;
     let snapshot = reader.0.into_snapshot();
     let desired = desired(&snapshot, &config);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use kube_ipvs_controller::{Config, PlanConfig};
+use kube_ipvs_controller::{Config, PlanConfig, StreamConfig};
 use prometheus::Registry;
 use serde::Serialize;
 
@@ -54,6 +54,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let node = node_name(&args.source)?;
     let config = Config {
         node_name: node.clone(),
+        streams: StreamConfig::from(&args.streams),
         ..Config::from(&args.mapping)
     };
     let proxy_name = config.service_proxy_name.clone();
@@ -69,7 +70,13 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         metrics.clone(),
         health.clone(),
     );
-    let stream = events(&args.source, &node, proxy_name.as_deref()).await?;
+    let stream = events(
+        &args.source,
+        &node,
+        proxy_name.as_deref(),
+        &StreamConfig::from(&args.streams),
+    )
+    .await?;
     let firewall_config = FirewallConfig::from(&args);
 
     if args.once {

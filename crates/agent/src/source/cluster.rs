@@ -1,15 +1,17 @@
-//! The Kubernetes API as a source: watches on Services, EndpointSlices and
-//! the agent's Node, merged into one stream.
+//! The Kubernetes API as a source: watches on Services, EndpointSlices, the
+//! agent's Node and the stream-services ConfigMaps named by the flags,
+//! merged into one stream.
 
 use std::path::Path;
 
 use futures::stream::{self, BoxStream, Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Config, Resource};
+use kube_ipvs_controller::{StreamConfig, StreamKind};
 use serde::de::DeserializeOwned;
 
 use super::trim::Trim;
@@ -55,7 +57,12 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
 }
 
 /// Watches Services and EndpointSlices cluster-wide (with
-/// [`proxy_label_selector`]) and the Node named `node_name`, with bookmarks.
+/// [`proxy_label_selector`]), the Node named `node_name` and each
+/// stream-services ConfigMap `streams` names, with bookmarks.
+///
+/// A ConfigMap is watched in its namespace with the field selector
+/// `metadata.name=NAME`: a Role whose rule lists it in `resourceNames`
+/// allows such a list and watch, and nothing wider.
 ///
 /// Errors never end the stream: each is reported as
 /// [`SourceEvent::WatchError`], and the watch is retried with backoff; after
@@ -65,10 +72,11 @@ pub fn kube_source(
     client: Client,
     node_name: &str,
     proxy_name: Option<&str>,
+    streams: &StreamConfig,
 ) -> impl Stream<Item = SourceEvent> + Send + 'static {
     let selected = watcher::Config::default().labels(&proxy_label_selector(proxy_name));
     let node = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
-    stream::select_all([
+    let mut watches = vec![
         watch(
             Api::<Service>::all(client.clone()),
             selected.clone(),
@@ -79,8 +87,22 @@ pub fn kube_source(
             selected,
             SourceEvent::EndpointSlices,
         ),
-        watch(Api::<Node>::all(client), node, SourceEvent::Node),
-    ])
+        watch(Api::<Node>::all(client.clone()), node, SourceEvent::Node),
+    ];
+    for (kind, config_map) in streams.config_maps() {
+        let named =
+            watcher::Config::default().fields(&format!("metadata.name={}", config_map.name));
+        let wrap: fn(Event<ConfigMap>) -> SourceEvent = match kind {
+            StreamKind::Tcp => |e| SourceEvent::StreamServices(StreamKind::Tcp, e),
+            StreamKind::Udp => |e| SourceEvent::StreamServices(StreamKind::Udp, e),
+        };
+        watches.push(watch(
+            Api::<ConfigMap>::namespaced(client.clone(), &config_map.namespace),
+            named,
+            wrap,
+        ));
+    }
+    stream::select_all(watches)
 }
 
 fn watch<K>(

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::stream::{self, Stream};
 use kube::runtime::watcher::Event;
+use kube_ipvs_controller::StreamConfig;
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
@@ -41,10 +42,15 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Watches the manifests of `dir`: first `Init`..`InitDone` for each kind
 /// with every object (once the directory could be read), then `Apply` and
-/// `Delete` as files change. Files that cannot be used are reported as
+/// `Delete` as files change. The stream-services ConfigMaps `streams` names
+/// are a kind each, with that ConfigMap alone; other ConfigMaps make no
+/// event. Files that cannot be used are reported as
 /// [`SourceEvent::FileSkipped`]; the stream never ends.
-pub fn dir_source(dir: PathBuf) -> impl Stream<Item = SourceEvent> + Send + 'static {
-    stream::unfold(DirWatch::new(dir), |mut watch| async move {
+pub fn dir_source(
+    dir: PathBuf,
+    streams: StreamConfig,
+) -> impl Stream<Item = SourceEvent> + Send + 'static {
+    stream::unfold(DirWatch::new(dir, streams), |mut watch| async move {
         loop {
             if let Some(event) = watch.pending.pop_front() {
                 return Some((event, watch));
@@ -82,6 +88,8 @@ struct Batch {
 
 struct DirWatch {
     dir: PathBuf,
+    /// The stream-services ConfigMaps to list and watch.
+    streams: StreamConfig,
     started: bool,
     indexes: Indexes,
     fingerprints: HashMap<PathBuf, Fingerprint>,
@@ -93,12 +101,13 @@ struct DirWatch {
 }
 
 impl DirWatch {
-    fn new(dir: PathBuf) -> Self {
+    fn new(dir: PathBuf, streams: StreamConfig) -> Self {
         let (changes_tx, changes) = mpsc::unbounded_channel();
         Self {
             dir,
             started: false,
-            indexes: Indexes::default(),
+            indexes: Indexes::new(streams.clone()),
+            streams,
             fingerprints: HashMap::new(),
             changes,
             changes_tx,
@@ -197,6 +206,11 @@ impl DirWatch {
             .extend(init(slices).map(SourceEvent::EndpointSlices));
         let nodes = self.indexes.nodes.objects().cloned().map(Event::InitApply);
         self.pending.extend(init(nodes).map(SourceEvent::Node));
+        for (kind, r) in self.streams.config_maps() {
+            let config_map = self.indexes.config_map(r).cloned().map(Event::InitApply);
+            self.pending
+                .extend(init(config_map.into_iter()).map(|e| SourceEvent::StreamServices(kind, e)));
+        }
         self.started = true;
     }
 

@@ -104,6 +104,11 @@ impl<K: ResourceExt + Clone + PartialEq> Index<K> {
         Some(&objects[at].1)
     }
 
+    /// The winning version of the object `namespace/name`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&K> {
+        self.winner(&(namespace.to_owned(), name.to_owned()))
+    }
+
     /// Every object, the winning version of each, by namespace and name.
     pub fn objects(&self) -> impl Iterator<Item = &K> + '_ {
         self.owners.keys().filter_map(|k| self.winner(k))

@@ -1,12 +1,16 @@
 //! Manifest files: YAML (several documents each) or JSON, holding Services,
-//! EndpointSlices, Nodes, v1 Endpoints (mirrored into EndpointSlices) and
-//! lists of them. Other kinds are ignored.
+//! EndpointSlices, Nodes, v1 Endpoints (mirrored into EndpointSlices),
+//! ConfigMaps (the stream-services ones count) and lists of them. Other
+//! kinds are ignored.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::Event;
+use kube::ResourceExt;
+use kube_ipvs_controller::{ConfigMapRef, StreamConfig};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -80,6 +84,8 @@ pub struct Manifest {
     pub endpoint_slices: Vec<EndpointSlice>,
     /// Nodes.
     pub nodes: Vec<Node>,
+    /// ConfigMaps.
+    pub config_maps: Vec<ConfigMap>,
 }
 
 /// What reading one file gave.
@@ -196,6 +202,7 @@ impl Manifest {
                 self.endpoint_slices.extend(object(document)?)
             }
             ("v1", "Node") => self.nodes.extend(object(document)?),
+            ("v1", "ConfigMap") => self.config_maps.extend(object(document)?),
             ("v1", "Endpoints") => {
                 if let Some(endpoints) = object::<Endpoints>(document)? {
                     self.endpoint_slices.extend(
@@ -286,6 +293,8 @@ pub struct DirContents {
     pub endpoint_slices: Vec<EndpointSlice>,
     /// Nodes.
     pub nodes: Vec<Node>,
+    /// ConfigMaps.
+    pub config_maps: Vec<ConfigMap>,
     /// Files, or documents, that were not used.
     pub errors: Vec<FileError>,
 }
@@ -310,19 +319,67 @@ pub fn load_dir(dir: &Path) -> Result<DirContents, Error> {
         services: indexes.services.objects().cloned().collect(),
         endpoint_slices: indexes.endpoint_slices.objects().cloned().collect(),
         nodes: indexes.nodes.objects().cloned().collect(),
+        config_maps: indexes.config_maps.objects().cloned().collect(),
         errors,
     })
 }
 
-/// The per-kind indexes of a directory.
+/// The per-kind indexes of a directory, and which ConfigMaps are the
+/// stream-services ones.
 #[derive(Debug, Default)]
 pub(crate) struct Indexes {
     pub services: Index<Service>,
     pub endpoint_slices: Index<EndpointSlice>,
     pub nodes: Index<Node>,
+    /// Every ConfigMap ([`load_dir`]), or only the stream-services ones
+    /// (a watched directory, [`Indexes::new`]).
+    pub config_maps: Index<ConfigMap>,
+    /// `Some` for a watched directory: the ConfigMaps it keeps and makes
+    /// events of.
+    pub streams: Option<StreamConfig>,
 }
 
 impl Indexes {
+    /// Indexes that keep only the stream-services ConfigMaps `streams`
+    /// names, and make their events.
+    pub fn new(streams: StreamConfig) -> Self {
+        Indexes {
+            streams: Some(streams),
+            ..Indexes::default()
+        }
+    }
+
+    /// The stream-services kinds whose ConfigMap is `config_map`.
+    fn kinds_of<'a>(
+        &'a self,
+        config_map: &ConfigMap,
+    ) -> impl Iterator<Item = kube_ipvs_controller::StreamKind> + 'a {
+        let (namespace, name) = (
+            config_map.namespace().unwrap_or_default(),
+            config_map.name_any(),
+        );
+        self.streams
+            .iter()
+            .flat_map(|s| s.config_maps())
+            .filter(move |(_, r)| r.namespace == namespace && r.name == name)
+            .map(|(kind, _)| kind)
+    }
+
+    /// `event`, once per stream-services kind whose ConfigMap it is about.
+    fn stream_events(&self, event: Event<ConfigMap>) -> Vec<super::SourceEvent> {
+        let (Event::Apply(c) | Event::Delete(c) | Event::InitApply(c)) = &event else {
+            return Vec::new();
+        };
+        self.kinds_of(c)
+            .map(|kind| super::SourceEvent::StreamServices(kind, event.clone()))
+            .collect()
+    }
+
+    /// The stream-services ConfigMap `r` names, if the directory holds it.
+    pub fn config_map(&self, r: &ConfigMapRef) -> Option<&ConfigMap> {
+        self.config_maps.get(&r.namespace, &r.name)
+    }
+
     /// Replaces what `path` contributes; returns the resulting events.
     pub fn replace(&mut self, path: &Path, manifest: Manifest) -> Vec<super::SourceEvent> {
         use super::SourceEvent;
@@ -341,7 +398,21 @@ impl Indexes {
             .replace(path, manifest.nodes)
             .into_iter()
             .map(SourceEvent::Node);
+        let mut config_maps = manifest.config_maps;
+        if self.streams.is_some() {
+            config_maps.retain(|c| self.kinds_of(c).next().is_some());
+        }
+        let config_maps: Vec<SourceEvent> = self
+            .config_maps
+            .replace(path, config_maps)
+            .into_iter()
+            .flat_map(|e| self.stream_events(e))
+            .collect();
         // Services first, so that a slice never arrives before its Service.
-        services.chain(slices).chain(nodes).collect()
+        services
+            .chain(slices)
+            .chain(nodes)
+            .chain(config_maps)
+            .collect()
     }
 }

@@ -1,7 +1,9 @@
 //! Where the agent's input comes from: the Kubernetes API or a directory of
 //! manifests. Both yield one stream of [`SourceEvent`]s with kube-runtime's
 //! watcher semantics per kind: `Init`, `InitApply`..., `InitDone` for the
-//! initial state (and again on every relist), then `Apply`/`Delete`.
+//! initial state (and again on every relist), then `Apply`/`Delete`. The
+//! stream-services ConfigMaps (ingress-nginx's `--tcp-services-configmap`
+//! and `--udp-services-configmap`) count as a kind each.
 //!
 //! - [`cluster`]: watches on the API server ([`kube_source`], [`client`]).
 //! - `client`: the API client as kube-proxy's options make it
@@ -20,9 +22,10 @@ mod trim;
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
+use kube_ipvs_controller::StreamKind;
 
 pub use client::{client_with, ClientSettings, RateLimitLayer};
 pub use cluster::{client, kube_source, proxy_label_selector, PROXY_LABEL_SELECTOR};
@@ -44,10 +47,14 @@ pub enum SourceEvent {
     /// A change to the Node: the agent's own one from the API; every Node
     /// of the directory from [`dir_source`].
     Node(Event<Node>),
+    /// A change to the stream-services ConfigMap of a kind: the one the
+    /// flag names, and no other.
+    StreamServices(StreamKind, Event<ConfigMap>),
     /// A list or watch on the API failed. The source goes on by itself,
     /// retrying with backoff; a relist then starts with a fresh `Init`.
     WatchError {
-        /// The resource watched: `"Service"`, `"EndpointSlice"` or `"Node"`.
+        /// The resource watched: `"Service"`, `"EndpointSlice"`, `"Node"`
+        /// or `"ConfigMap"`.
         resource: &'static str,
         /// What failed, as a metric label ([`cluster::error_kind`]).
         kind: &'static str,
@@ -87,6 +94,7 @@ impl SourceEvent {
             SourceEvent::Services(Event::InitDone)
                 | SourceEvent::EndpointSlices(Event::InitDone)
                 | SourceEvent::Node(Event::InitDone)
+                | SourceEvent::StreamServices(_, Event::InitDone)
         )
     }
 }

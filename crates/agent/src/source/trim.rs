@@ -4,7 +4,7 @@
 //! part of a Service, and a Node's image list is kilobytes; with tens of
 //! thousands of objects held, they would dominate the agent's memory.
 
-use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -42,6 +42,14 @@ impl Trim for EndpointSlice {
 impl Trim for Endpoints {
     fn trim(&mut self) {
         trim_meta(&mut self.metadata);
+    }
+}
+
+impl Trim for ConfigMap {
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata);
+        // Stream services are text; binary data is never read.
+        self.binary_data = None;
     }
 }
 
