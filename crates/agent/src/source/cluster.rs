@@ -7,10 +7,9 @@ use std::path::Path;
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
-use kube::{Api, Client, Config, Resource};
+use kube::{Api, Client, Resource};
 use kube_ipvs_controller::{StreamConfig, StreamKind};
 use serde::de::DeserializeOwned;
 
@@ -38,22 +37,14 @@ pub fn proxy_label_selector(proxy_name: Option<&str>) -> String {
 }
 
 /// A client from the given kubeconfig, or else inferred: `$KUBECONFIG`,
-/// `~/.kube/config`, then the in-cluster service account.
+/// `~/.kube/config`, then the in-cluster service account; kube-proxy's
+/// default rate limits ([`super::client_with`] takes them all).
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let read_error = |source| Error::ReadKubeconfig {
-                path: path.to_owned(),
-                source,
-            };
-            let kubeconfig = Kubeconfig::read_from(path).map_err(read_error)?;
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(read_error)?
-        }
-        None => Config::infer().await.map_err(Error::InferConfig)?,
-    };
-    Client::try_from(config).map_err(Error::BuildClient)
+    super::client_with(&super::ClientSettings {
+        kubeconfig: kubeconfig.map(Path::to_path_buf),
+        ..super::ClientSettings::default()
+    })
+    .await
 }
 
 /// Watches Services and EndpointSlices cluster-wide (with

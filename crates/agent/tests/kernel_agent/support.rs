@@ -172,32 +172,18 @@ pub struct Agent {
 impl Agent {
     /// Starts `kube-ipvs run --from-dir dir` with `extra` flags.
     pub fn start(dir: &Path, extra: &[&str]) -> Agent {
-        let log = PathBuf::from(format!("/tmp/agent-{}.log", std::process::id()));
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(agent_bin())
-            .args(["run", "--from-dir"])
-            .arg(dir)
-            .args([
-                "--hostname-override",
-                "node-1",
-                "--metrics-bind-address",
-                "127.0.0.1:10249",
-                "--healthz-bind-address",
-                "127.0.0.1:10256",
-                "--ipvs-min-sync-period",
-                "100ms",
-            ])
-            .args(extra)
-            .env("RUST_LOG", "info,kube_ipvs=debug")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("starting kube-ipvs");
-        Agent { child, log }
+        let mut args = vec![
+            "--hostname-override",
+            "node-1",
+            "--metrics-bind-address",
+            "127.0.0.1:10249",
+            "--healthz-bind-address",
+            "127.0.0.1:10256",
+            "--ipvs-min-sync-period",
+            "100ms",
+        ];
+        args.extend_from_slice(extra);
+        Agent::start_args(dir, &args)
     }
 
     /// Starts `kube-ipvs run --from-dir dir` with `args` only (no defaults).
