@@ -18,13 +18,12 @@ mod schedule;
 mod skips;
 
 use std::future::Future;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
-use std::ops::RangeInclusive;
-
 use kube_ipvs_controller::{
     affected, desired, desired_owner_checked, health_checks, Changed, Config, ServiceRef, Skipped,
     Snapshot,

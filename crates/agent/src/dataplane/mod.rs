@@ -10,6 +10,7 @@ use kube_ipvs_netlink::{DumpedRealServer, VirtualServerKey};
 
 pub mod kernel;
 pub mod memory;
+pub mod setup;
 
 pub use memory::MemoryDataplane;
 
