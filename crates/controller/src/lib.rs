@@ -2,7 +2,8 @@
 //!
 //! Kubernetes objects are converted at the boundary into compact structs
 //! ([`service`], [`slice`], [`node`]; `v1` Endpoints through [`mirror`]) and
-//! kept in a [`snapshot`], which reports the Services each change affects.
+//! kept in a [`snapshot`], which reports the Services each change affects
+//! ([`changed`]).
 //! The mapping in [`desired`] turns the snapshot and the [`config`] into the
 //! [`state`] the cluster wants, choosing real servers in `selection` and
 //! schedulers in [`scheduling`]; what cannot be mapped is named in [`skip`].
@@ -19,6 +20,7 @@
 //! - [`udp_flows`]: which UDP flows each frontend's endpoints may answer,
 //!   for the conntrack clean-up.
 
+pub mod changed;
 pub mod config;
 pub mod desired;
 pub mod health_check;

@@ -7,12 +7,13 @@
 //! mapped again.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+pub use crate::changed::Changed;
 use crate::mirror::mirror_endpoints;
 use crate::node::NodeInfo;
 use crate::service::{object_ref, ServiceInfo};
@@ -20,46 +21,6 @@ use crate::service_ref::{ServiceRef, SliceRef, StreamEntryRef, StreamKind};
 use crate::skip::{SkipKind, Skipped};
 use crate::slice::{Names, SliceConversion, SliceInfo};
 use crate::stream_services::{StreamServices, StreamTarget};
-
-/// The Services a change affects.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Changed {
-    /// The Services whose desired state may differ (or whose endpoints
-    /// changed).
-    pub services: BTreeSet<ServiceRef>,
-    /// The stream-services entries added, changed or removed.
-    /// [`crate::stream_services::affected`] adds what depends on them.
-    pub streams: BTreeSet<StreamEntryRef>,
-    /// Whether every Service may differ (the node's zone or addresses changed).
-    pub all: bool,
-}
-
-impl Changed {
-    /// A change of one Service.
-    pub fn service(service: ServiceRef) -> Self {
-        Changed {
-            services: BTreeSet::from([service]),
-            ..Changed::default()
-        }
-    }
-
-    /// Whether nothing changed.
-    pub fn is_empty(&self) -> bool {
-        !self.all && self.services.is_empty() && self.streams.is_empty()
-    }
-
-    /// Whether `service` may differ.
-    pub fn affects(&self, service: &ServiceRef) -> bool {
-        self.all || self.services.contains(service)
-    }
-
-    /// Adds another change.
-    pub fn merge(&mut self, other: Changed) {
-        self.all |= other.all;
-        self.services.extend(other.services);
-        self.streams.extend(other.streams);
-    }
-}
 
 /// A namespace and a name.
 type ObjectKey = (String, String);

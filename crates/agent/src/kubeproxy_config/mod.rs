@@ -11,6 +11,7 @@
 //!   defaults, and `checks` its validation and what cannot apply.
 
 mod checks;
+mod covered;
 pub mod defaults;
 pub mod merge;
 pub mod model;
