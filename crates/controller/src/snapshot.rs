@@ -79,6 +79,12 @@ impl SliceGroup {
 }
 
 impl Snapshot {
+    /// Forgets node and zone names no endpoint uses any more (the
+    /// interner would otherwise keep every name it ever saw).
+    pub fn prune(&mut self) {
+        self.names.prune();
+    }
+
     /// An empty snapshot.
     pub fn new() -> Self {
         Snapshot::default()

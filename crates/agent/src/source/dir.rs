@@ -16,6 +16,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::stream::{self, Stream};
@@ -36,6 +38,10 @@ const QUIET: Duration = Duration::from_millis(5);
 const QUIET_WRITING: Duration = Duration::from_millis(200);
 /// A batch never waits longer than this for its files to settle.
 const MAX_BATCH_DELAY: Duration = Duration::from_secs(1);
+/// File events queued between two batches. Beyond it events are dropped
+/// and the next batch rescans the directory, as after inotify's own
+/// overflow: memory stays bounded however fast files change.
+const EVENT_QUEUE: usize = 4096;
 /// Rescan interval without inotify, and retry interval for an unreadable
 /// directory.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -93,8 +99,10 @@ struct DirWatch {
     started: bool,
     indexes: Indexes,
     fingerprints: HashMap<PathBuf, Fingerprint>,
-    changes: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
-    changes_tx: mpsc::UnboundedSender<notify::Result<notify::Event>>,
+    changes: mpsc::Receiver<notify::Result<notify::Event>>,
+    changes_tx: mpsc::Sender<notify::Result<notify::Event>>,
+    /// Set when an event did not fit in the queue: the next batch rescans.
+    overflowed: Arc<AtomicBool>,
     /// `None` while polling.
     watcher: Option<RecommendedWatcher>,
     pending: VecDeque<SourceEvent>,
@@ -102,7 +110,7 @@ struct DirWatch {
 
 impl DirWatch {
     fn new(dir: PathBuf, streams: StreamConfig) -> Self {
-        let (changes_tx, changes) = mpsc::unbounded_channel();
+        let (changes_tx, changes) = mpsc::channel(EVENT_QUEUE);
         Self {
             dir,
             started: false,
@@ -111,6 +119,7 @@ impl DirWatch {
             fingerprints: HashMap::new(),
             changes,
             changes_tx,
+            overflowed: Arc::default(),
             watcher: None,
             pending: VecDeque::new(),
         }
@@ -151,6 +160,7 @@ impl DirWatch {
                 }
             }
         }
+        batch.rescan |= self.overflowed.swap(false, Ordering::Relaxed);
         self.apply(batch);
     }
 
@@ -158,8 +168,13 @@ impl DirWatch {
     fn start(&mut self) {
         if self.watcher.is_none() {
             let tx = self.changes_tx.clone();
-            let watcher = notify::recommended_watcher(move |event| drop(tx.send(event)))
-                .and_then(|mut w| w.watch(&self.dir, RecursiveMode::NonRecursive).map(|()| w));
+            let overflowed = self.overflowed.clone();
+            let watcher = notify::recommended_watcher(move |event| {
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(event) {
+                    overflowed.store(true, Ordering::Relaxed);
+                }
+            })
+            .and_then(|mut w| w.watch(&self.dir, RecursiveMode::NonRecursive).map(|()| w));
             match watcher {
                 Ok(watcher) => self.watcher = Some(watcher),
                 Err(error) if self.dir.is_dir() => {
