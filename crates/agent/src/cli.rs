@@ -169,6 +169,10 @@ pub struct RunArgs {
     /// How long a removed TCP real server drains at weight 0 before it is deleted.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub ipvs_graceful_period: Duration,
+    /// Where the start of each drain is kept, so a drain that began before a
+    /// restart ends on time; empty to keep it in memory only.
+    #[arg(long, default_value = "/run/kube-ipvs/draining")]
+    pub drain_state_file: PathBuf,
     /// The node-port range: virtual servers on node addresses with these ports are the agent's.
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     pub service_node_port_range: RangeInclusive<u16>,

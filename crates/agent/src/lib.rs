@@ -24,6 +24,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod dataplane;
+pub mod drain_state;
 pub mod error;
 pub mod firewall;
 pub mod health;

@@ -15,6 +15,7 @@ use crate::agent::{Agent, Timing};
 use crate::cli::{CleanupArgs, RunArgs};
 use crate::dataplane::kernel::{self, KernelDataplane};
 use crate::dataplane::Dataplane;
+use crate::drain_state::DrainStore;
 use crate::error::Chain;
 use crate::firewall::{
     self, FirewallConfig, FirewallFeed, KernelPacketFilter, LocalTraffic, PacketFilter as _,
@@ -62,7 +63,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let metrics = Metrics::register(&registry).context("registering metrics")?;
     let health = Health::new(args.ipvs_sync_period * 2);
 
-    let reconciler = Reconciler::new(dataplane, PlanConfig::from(&args), metrics.clone());
+    let mut reconciler = Reconciler::new(dataplane, PlanConfig::from(&args), metrics.clone());
+    if !args.drain_state_file.as_os_str().is_empty() {
+        reconciler = reconciler.with_drain_store(DrainStore::new(&args.drain_state_file));
+    }
     let mut agent = Agent::new(
         reconciler,
         config,
