@@ -53,8 +53,14 @@ pub struct Metrics {
     pub real_servers: IntGauge,
     /// `kube_ipvs_skipped_objects_total{kind,reason}`.
     pub skipped: IntCounterVec,
-    /// `kube_ipvs_sync_errors_total`.
-    pub sync_errors: IntCounter,
+    /// `kube_ipvs_sync_errors_total{operation}`: failed kernel writes by
+    /// operation (`new_service`, `bind_address`, ...), failed dumps
+    /// (`dump`), and the packet filter's failures (`nftables`,
+    /// `udp_conntrack`, `forward_rule`).
+    pub sync_errors: IntCounterVec,
+    /// `kube_ipvs_repairs_total{what}`: kernel state the agent owns that
+    /// changed under it and was put back by a full resync.
+    pub repairs: IntCounterVec,
     /// `kube_ipvs_source_errors_total{resource,kind}`.
     pub source_errors: IntCounterVec,
     /// `kube_ipvs_health_check_bind_errors_total`.
@@ -177,9 +183,19 @@ impl Metrics {
                 ),
                 &["kind", "reason"],
             )?,
-            sync_errors: IntCounter::new(
-                "kube_ipvs_sync_errors_total",
-                "Syncs in which at least one kernel operation or the dump failed",
+            sync_errors: IntCounterVec::new(
+                Opts::new(
+                    "kube_ipvs_sync_errors_total",
+                    "Failed kernel operations, dumps and packet filter updates, by operation",
+                ),
+                &["operation"],
+            )?,
+            repairs: IntCounterVec::new(
+                Opts::new(
+                    "kube_ipvs_repairs_total",
+                    "Kernel state the agent owns that changed under it and was put back, by what",
+                ),
+                &["what"],
             )?,
             source_errors: IntCounterVec::new(
                 Opts::new(
@@ -224,6 +240,7 @@ impl Metrics {
         registry.register(Box::new(m.real_servers.clone()))?;
         registry.register(Box::new(m.skipped.clone()))?;
         registry.register(Box::new(m.sync_errors.clone()))?;
+        registry.register(Box::new(m.repairs.clone()))?;
         registry.register(Box::new(m.source_errors.clone()))?;
         registry.register(Box::new(m.health_check_bind_errors.clone()))?;
         registry.register(Box::new(m.health_checks.clone()))?;

@@ -20,7 +20,8 @@ use kube_ipvs_controller::{
 use kube_ipvs_netlink::VirtualServerKey;
 use serde::Serialize;
 
-use crate::dataplane::{Dataplane, DataplaneError};
+use crate::dataplane::{Dataplane, DataplaneError, Repaired};
+use crate::drain_state::DrainStore;
 use crate::error::Chain;
 use crate::metrics::Metrics;
 
@@ -74,6 +75,10 @@ pub struct SyncReport {
     pub sendmsg_calls: usize,
     /// Whether the sync dumped the kernel first.
     pub dumped: bool,
+    /// What a full resync found changed in the kernel's set-up and put back
+    /// before its dump.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "as_strings")]
+    pub repaired: Vec<Repaired>,
     /// How long it took.
     #[serde(serialize_with = "as_millis")]
     pub duration: Duration,
@@ -84,6 +89,10 @@ fn as_chains<S: serde::Serializer>(
     s: S,
 ) -> Result<S::Ok, S::Error> {
     s.collect_seq(errors.iter().map(|e| Chain(&**e).to_string()))
+}
+
+fn as_strings<S: serde::Serializer>(repaired: &[Repaired], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(repaired.iter().map(ToString::to_string))
 }
 
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -103,6 +112,8 @@ pub struct Reconciler<D> {
     intent: Intent,
     observed: Observed,
     draining: Draining,
+    drain_store: Option<DrainStore>,
+    drain_store_failing: bool,
     config: PlanConfig,
     metrics: Metrics,
 }
@@ -115,9 +126,33 @@ impl<D: Dataplane> Reconciler<D> {
             intent: Intent::default(),
             observed: Observed::default(),
             draining: Draining::new(),
+            drain_store: None,
+            drain_store_failing: false,
             config,
             metrics,
         }
+    }
+
+    /// Keeps when each drain began in `store`, and takes the drains it
+    /// holds from before a restart: those of real servers still at weight
+    /// 0 go on from their recorded start.
+    pub fn with_drain_store(mut self, mut store: DrainStore) -> Self {
+        match store.load() {
+            Ok(draining) => {
+                if !draining.is_empty() {
+                    tracing::info!(
+                        draining = draining.len(),
+                        "drains begun before the restart go on from their start"
+                    );
+                }
+                self.draining = draining;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the drain state failed; drains start over")
+            }
+        }
+        self.drain_store = Some(store);
+        self
     }
 
     /// The indexed desired state.
@@ -146,18 +181,36 @@ impl<D: Dataplane> Reconciler<D> {
         self.resync().await
     }
 
-    /// Dumps the kernel and repairs any difference from the desired state.
+    /// Puts back the kernel's set-up (dummy interface, sysctls), dumps the
+    /// kernel and repairs any difference from the desired state.
     pub async fn resync(&mut self) -> Result<SyncReport, DataplaneError> {
         let started = Instant::now();
+        // A set-up that cannot be put back is reported, and the dump and the
+        // IPVS writes go on: binds fail on their own, and are retried.
+        let (repaired, repair_failure) = match self.dataplane.repair().await {
+            Ok(repaired) => (repaired, None),
+            Err(e) => {
+                self.metrics
+                    .sync_errors
+                    .with_label_values(&["repair"])
+                    .inc();
+                (Vec::new(), Some(Arc::new(e)))
+            }
+        };
+        for what in &repaired {
+            self.metrics.repairs.with_label_values(&[what.kind()]).inc();
+        }
         self.observed = match self.dataplane.observe().await {
             Ok(observed) => observed,
             Err(e) => {
-                self.metrics.sync_errors.inc();
+                self.metrics.sync_errors.with_label_values(&["dump"]).inc();
                 return Err(e);
             }
         };
         let mut report = self.execute(Extent::All, started).await;
         report.dumped = true;
+        report.repaired = repaired;
+        report.failures.extend(repair_failure);
         Ok(report)
     }
 
@@ -182,7 +235,10 @@ impl<D: Dataplane> Reconciler<D> {
         let started = Instant::now();
         let mut keys: Vec<VirtualServerKey> = self.draining.keys().map(|(k, _)| *k).collect();
         keys.dedup();
-        for (key, dests) in self.dataplane.destinations(&keys).await? {
+        let dumped = self.dataplane.destinations(&keys).await.inspect_err(|_| {
+            self.metrics.sync_errors.with_label_values(&["dump"]).inc();
+        })?;
+        for (key, dests) in dumped {
             if let Some(vs) = self.observed.virtual_servers.get_mut(&key) {
                 vs.real_servers = dests.into_iter().map(|d| (d.server.key, d)).collect();
             }
@@ -204,6 +260,17 @@ impl<D: Dataplane> Reconciler<D> {
             Instant::now(),
         );
         self.draining = planned.draining;
+        if let Some(store) = &mut self.drain_store {
+            // Logged once per run of failures: the next sync tries again.
+            match store.store(&self.draining) {
+                Ok(()) => self.drain_store_failing = false,
+                Err(e) if !self.drain_store_failing => {
+                    self.drain_store_failing = true;
+                    tracing::warn!(error = %e, "writing the drain state failed; a restart would start drains over");
+                }
+                Err(_) => {}
+            }
+        }
         let applied = if planned.ops.is_empty() {
             Default::default()
         } else {
@@ -223,7 +290,13 @@ impl<D: Dataplane> Reconciler<D> {
                     "success"
                 }
                 Err(e) => {
-                    tracing::warn!(error = %Chain(&e), "kernel operation failed; retried on the next sync");
+                    // Logged by the loop, which knows the Service and
+                    // limits the rate.
+                    tracing::debug!(error = %Chain(&e), "kernel operation failed");
+                    self.metrics
+                        .sync_errors
+                        .with_label_values(&[op.kind()])
+                        .inc();
                     report.failures.push(Arc::new(e));
                     "error"
                 }
@@ -232,9 +305,6 @@ impl<D: Dataplane> Reconciler<D> {
                 .operations
                 .with_label_values(&[op.kind(), outcome])
                 .inc();
-        }
-        if !report.failures.is_empty() {
-            self.metrics.sync_errors.inc();
         }
         let (virtual_servers, real_servers) = self.intent.counts();
         self.metrics.virtual_servers.set(virtual_servers as i64);

@@ -56,6 +56,7 @@ fn ip(s: &str) -> IpAddr {
 
 struct Harness {
     metrics: Metrics,
+    health: Health,
     events: mpsc::UnboundedSender<SourceEvent>,
     syncs: watch::Receiver<Option<(SyncKind, SyncReport)>>,
     dataplane: MemoryDataplane,
@@ -83,13 +84,8 @@ impl Harness {
         let metrics = Metrics::unregistered();
         let metrics_handle = metrics.clone();
         let reconciler = Reconciler::new(dataplane.clone(), PlanConfig::default(), metrics.clone());
-        let mut agent = Agent::new(
-            reconciler,
-            config,
-            timing,
-            metrics,
-            Health::new(Duration::from_secs(60)),
-        );
+        let health = Health::new(Duration::from_secs(60));
+        let mut agent = Agent::new(reconciler, config, timing, metrics, health.clone());
         if let Some(filter) = filter {
             agent.set_firewall(FirewallFeed::new(
                 worker::spawn(filter, metrics_handle.clone()),
@@ -104,6 +100,7 @@ impl Harness {
         }));
         Harness {
             metrics: metrics_handle,
+            health,
             events,
             syncs,
             dataplane,
@@ -371,8 +368,8 @@ async fn a_failed_operation_is_retried_and_does_not_stop_the_batch() {
     let (kind, retry) = h.next_sync().await;
     assert_eq!(
         kind,
-        SyncKind::Full,
-        "the retry dumps: the cache may be wrong after a failure"
+        SyncKind::Incremental,
+        "the failing Service is retried on its own"
     );
     assert_eq!(
         Instant::now(),
@@ -385,6 +382,134 @@ async fn a_failed_operation_is_retried_and_does_not_stop_the_batch() {
     assert!(k.state.virtual_servers[&udp_key("10.96.0.1")]
         .real_servers
         .contains_key(&RealServer::new(ip("10.244.0.7"), 8080).key));
+}
+
+/// An operation the kernel refuses every time (a scheduler it lacks, as
+/// `twos` before Linux 6.7) is its Service's alone, as in kube-proxy's
+/// `syncProxyRules`, which logs "Failed to sync service" and goes on: the
+/// Service is retried with backoff, every other Service's changes still
+/// reach the kernel within `--ipvs-min-sync-period`, no full resync runs
+/// before its period, and the agent stays healthy and alive.
+#[tokio::test(start_paused = true)]
+async fn a_refused_service_does_not_hold_back_the_others() {
+    let mut h = Harness::start(timing());
+    h.initial(
+        vec![
+            service("a", "10.96.0.1", "UDP", 53),
+            service("b", "10.96.0.2", "UDP", 53),
+        ],
+        vec![],
+    );
+    let (_, first) = h.next_sync().await;
+    assert!(first.ok());
+    let synced_at = Instant::now();
+
+    // From now on the kernel refuses every new real server of "a".
+    let refused = Op::Ipvs(Operation::NewDest(
+        udp_key("10.96.0.1"),
+        RealServer::new(ip("10.244.0.7"), 8080),
+    ));
+    h.dataplane.kernel().fail_next = vec![refused.clone(); 1000];
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "a",
+        "UDP",
+        &["10.244.0.7"],
+    ))));
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Incremental);
+    assert_eq!(report.failures.len(), 1);
+
+    // Retries of "a" back off: 1 s, 2 s, 4 s, 8 s after each failure.
+    let mut retried_at = Vec::new();
+    let mut last = Instant::now();
+    for _ in 0..4 {
+        let (kind, report) = h.next_sync().await;
+        assert_eq!(kind, SyncKind::Incremental, "{report:?}");
+        assert_eq!(report.failures.len(), 1);
+        retried_at.push(Instant::now() - last);
+        last = Instant::now();
+        assert!(h.health.status().healthy, "/healthz stays 200");
+        assert!(h.health.liveness().healthy, "/livez stays 200");
+    }
+    assert_eq!(
+        retried_at,
+        [1, 2, 4, 8].map(Duration::from_secs),
+        "backoff of the refused Service"
+    );
+
+    // Another Service's change reaches the kernel within the min-sync period.
+    let changed_at = Instant::now();
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "b",
+        "UDP",
+        &["10.244.0.8"],
+    ))));
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Incremental);
+    assert!(report.ok(), "only b's change: {report:?}");
+    assert!(Instant::now() - changed_at <= timing().min_sync_period);
+    assert!(
+        h.dataplane.kernel().state.virtual_servers[&udp_key("10.96.0.2")]
+            .real_servers
+            .contains_key(&RealServer::new(ip("10.244.0.8"), 8080).key)
+    );
+
+    // Through a minute and more of refusals the agent stays alive, and the
+    // periodic resync keeps its period.
+    let mut full = Vec::new();
+    while Instant::now() < synced_at + Duration::from_secs(95) {
+        let (kind, _) = h.next_sync().await;
+        if kind == SyncKind::Full {
+            full.push(Instant::now() - synced_at);
+        }
+        assert!(h.health.liveness().healthy);
+        assert!(h.health.status().healthy);
+    }
+    assert_eq!(
+        full[..3],
+        [30, 60, 90].map(Duration::from_secs),
+        "full resyncs only every period: {full:?}"
+    );
+    let errors = h.metrics.sync_errors.with_label_values(&["new_dest"]).get();
+    assert!(errors >= 8, "each refusal counted by operation: {errors}");
+}
+
+/// The dummy interface deleted by hand: binds fail with ENODEV, which only a
+/// full resync can fix, so one runs at once (with backoff), recreates the
+/// interface and binds the addresses again, without waiting for the period.
+#[tokio::test(start_paused = true)]
+async fn a_deleted_dummy_interface_is_recreated() {
+    let mut h = Harness::start(timing());
+    h.initial(vec![service("a", "10.96.0.1", "UDP", 53)], vec![]);
+    h.next_sync().await;
+    {
+        let mut k = h.dataplane.kernel();
+        k.dummy_gone = true;
+        k.state.addresses.clear();
+    }
+    h.send(SourceEvent::Services(Event::Apply(service(
+        "b",
+        "10.96.0.2",
+        "UDP",
+        53,
+    ))));
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Incremental);
+    assert_eq!(report.failures.len(), 1, "the bind fails: {report:?}");
+    let failed_at = Instant::now();
+    let (kind, report) = loop {
+        let (kind, report) = h.next_sync().await;
+        if kind == SyncKind::Full {
+            break (kind, report);
+        }
+    };
+    assert_eq!(kind, SyncKind::Full);
+    assert!(Instant::now() - failed_at <= Duration::from_secs(1));
+    assert_eq!(report.repaired.len(), 1, "{report:?}");
+    assert!(report.ok(), "{report:?}");
+    let k = h.dataplane.kernel();
+    assert!(k.state.addresses.contains(&ip("10.96.0.1")));
+    assert!(k.state.addresses.contains(&ip("10.96.0.2")));
 }
 
 /// Sets what the "kernel" reports as a real server's active connections.

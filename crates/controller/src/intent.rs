@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use kube_ipvs_model::VirtualServerKey;
 
+use crate::op::Op;
 use crate::service_ref::Owner;
 use crate::state::{DesiredState, DesiredVirtualServer, ServiceState};
 
@@ -152,6 +153,27 @@ impl Intent {
     /// Whether any Service or entry wants `address` bound.
     pub fn wants_address(&self, address: IpAddr) -> bool {
         self.address_users.contains_key(&address)
+    }
+
+    /// The Services and stream-services entries whose desired state asks
+    /// for `op`: those that want its virtual server, or its address bound.
+    /// Empty for an operation nobody asks for (removing what nobody wants):
+    /// a full resync retries those.
+    pub fn owners_of(&self, op: &Op) -> Vec<Owner> {
+        match op {
+            Op::Ipvs(operation) => self
+                .owners
+                .get(operation.service_key())
+                .map(|owners| owners.iter().cloned().collect())
+                .unwrap_or_default(),
+            Op::BindAddress(address) if self.wants_address(*address) => self
+                .services
+                .iter()
+                .filter(|(_, state)| state.addresses.contains(address))
+                .map(|(owner, _)| owner.clone())
+                .collect(),
+            Op::BindAddress(_) | Op::UnbindAddress(_) => Vec::new(),
+        }
     }
 
     /// Every wanted virtual server key.

@@ -4,9 +4,16 @@
 //! The first sync waits until every source has delivered its initial state;
 //! after it, marked Services are synced incrementally (batched by
 //! `--ipvs-min-sync-period`), everything is dumped and repaired every
-//! `--ipvs-sync-period`, and a failed sync is retried with backoff.
+//! `--ipvs-sync-period`, a sync that could not reach the kernel is retried
+//! with backoff, and a Service whose operations the kernel refuses is
+//! retried on its own while the others go on.
+//!
+//! The loop is fair: timers are polled before events, so a source that is
+//! always ready cannot hold syncs, drain checks or retries back, and each
+//! turn handles one event.
 //!
 //! - `schedule`: when each kind of sync is due ([`Timing`]).
+//! - `retry`: failing Services, retried with backoff, logged at a limited rate.
 //! - `latency`: network programming latency, from slices' trigger times.
 //! - `skips`: what the mapping left out, logged and counted once.
 //! - `changes`: changes seen and pending per IP family, for kube-proxy's
@@ -14,6 +21,7 @@
 
 mod changes;
 mod latency;
+mod retry;
 mod schedule;
 mod skips;
 
@@ -44,6 +52,7 @@ use crate::snapshot::{NodeAddresses, SnapshotWriter};
 use crate::source::{Failure, SourceEvent};
 use changes::PendingChanges;
 use latency::Triggers;
+use retry::{Covered, Retries};
 use schedule::Schedule;
 use skips::SkipLog;
 
@@ -61,6 +70,7 @@ pub struct Agent<D> {
     reconciler: Reconciler<D>,
     config: Config,
     schedule: Schedule,
+    retries: Retries,
     pending: Changed,
     triggers: Triggers,
     changes: PendingChanges,
@@ -90,6 +100,7 @@ impl<D: Dataplane> Agent<D> {
             reconciler,
             config,
             schedule: Schedule::new(timing),
+            retries: Retries::new(timing.sync_period),
             pending: Changed::default(),
             triggers: Triggers::default(),
             changes: PendingChanges::default(),
@@ -222,33 +233,46 @@ impl<D: Dataplane> Agent<D> {
             let drain_at = self
                 .schedule
                 .drain_check_at(!self.reconciler.draining().is_empty());
+            let retry_at = self.retries.next_at();
+            // Timers first: each is ready only when due, and a due one must
+            // not wait behind a source that always has another event.
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                event = events.next() => match event {
-                    Some(event) => self.handle(event),
-                    None => break,
-                },
+                () = sleep_until_opt(resync_at), if resync_at.is_some() => {
+                    self.schedule.resync_started();
+                    if let Ok(report) = self.full_sync().await {
+                        self.schedule.succeeded();
+                        drop(report);
+                    } else {
+                        self.schedule.failed();
+                    }
+                }
                 () = sleep_until_opt(change_sync_at), if change_sync_at.is_some() => {
                     self.sync_pending().await;
                 }
-                () = sleep_until_opt(resync_at), if resync_at.is_some() => {
-                    self.schedule.resync_started();
-                    match self.full_sync().await {
-                        Ok(report) => self.schedule.outcome(report.ok()),
-                        Err(_) => self.schedule.failed(),
-                    }
-                }
-                Some(reply) = next_request(&mut self.debug_requests) => {
-                    let doc = output::from_intent(self.reconciler.intent());
-                    // The requester may have gone; then nobody needs the answer.
-                    let _ = reply.send(serde_json::to_string(&doc).unwrap_or_default());
+                () = sleep_until_opt(retry_at), if retry_at.is_some() => {
+                    let due = self.retries.take_due();
+                    self.pending.merge(due);
                 }
                 () = sleep_until_opt(drain_at), if drain_at.is_some() => {
                     match self.reconciler.check_draining().await {
                         Ok(report) => self.finish(SyncKind::Drain, &report),
-                        Err(e) => tracing::warn!(error = %Chain(&e), "checking draining real servers failed"),
+                        Err(e) => {
+                            // The next check waits a period, as after a success.
+                            self.schedule.finished();
+                            tracing::warn!(error = %Chain(&e), "checking draining real servers failed");
+                        }
                     }
+                }
+                event = events.next() => match event {
+                    Some(event) => self.handle(event),
+                    None => break,
+                },
+                Some(reply) = next_request(&mut self.debug_requests) => {
+                    let doc = output::from_intent(self.reconciler.intent());
+                    // The requester may have gone; then nobody needs the answer.
+                    let _ = reply.send(serde_json::to_string(&doc).unwrap_or_default());
                 }
             }
             self.schedule.ensure_retry();
@@ -261,12 +285,26 @@ impl<D: Dataplane> Agent<D> {
         self.refresh_node_addresses().await;
         self.pending = Changed::default();
         let desired = desired(self.writer.snapshot(), &self.config);
+        self.skips.begin_full();
         self.skips.record(
             self.writer.snapshot().skipped().chain(&desired.skipped),
             &self.metrics,
         );
         self.skips.set_last_full(desired.skipped.clone());
         let result = self.reconciler.full_sync(desired).await;
+        if let Ok(report) = &result {
+            if let Some(at) =
+                self.retries
+                    .record(Covered::All, &report.failures, self.reconciler.intent())
+            {
+                self.schedule.resync_by(at);
+            }
+            for what in &report.repaired {
+                tracing::warn!(%what, "kernel state the agent owns had changed; put back");
+            }
+        }
+        // What only a relist pruned before: names no object uses any more.
+        self.writer.snapshot_mut().prune();
         self.families =
             changes::served_families(self.reconciler.intent(), self.writer.snapshot().node());
         for family in &self.families {
@@ -278,6 +316,12 @@ impl<D: Dataplane> Agent<D> {
         }
         self.schedule.full_sync_done(result.is_ok());
         result
+    }
+
+    /// How many Services (or stream-services entries) have operations the
+    /// kernel refused on their last sync.
+    pub fn failing(&self) -> usize {
+        self.retries.len()
     }
 
     async fn refresh_node_addresses(&mut self) {
@@ -321,9 +365,14 @@ impl<D: Dataplane> Agent<D> {
             self.writer.snapshot().skipped().chain(&skips),
             &self.metrics,
         );
+        let owners: Vec<_> = changes.iter().map(|(owner, _)| owner.clone()).collect();
         let report = self.reconciler.sync_services(changes).await;
-        if !report.ok() {
-            self.schedule.failed();
+        if let Some(at) = self.retries.record(
+            Covered::Owners(&owners),
+            &report.failures,
+            self.reconciler.intent(),
+        ) {
+            self.schedule.resync_by(at);
         }
         self.finish(SyncKind::Incremental, &report);
         report
@@ -354,7 +403,10 @@ impl<D: Dataplane> Agent<D> {
             }
             self.changes.synced(&self.metrics);
         }
-        if report.ok() {
+        // A sync that reached the kernel is the loop working, whatever single
+        // operations the kernel refused (their Services retry on their own):
+        // kube-proxy's health follows completed syncs the same way.
+        if kind.programs_changes() || report.ok() {
             self.health.synced();
             let now = unix_now();
             for family in &self.families {

@@ -105,16 +105,21 @@ impl Schedule {
         self.retry_at = None;
     }
 
-    /// Records a sync whose operations all succeeded (`true`) or not.
-    pub(crate) fn outcome(&mut self, ok: bool) {
-        if ok {
-            self.failures_in_a_row = 0;
-        } else {
-            self.failed();
-        }
+    /// Records a full sync that reached the kernel: whatever single
+    /// operations failed (their owners retry on their own), the loop is no
+    /// longer failing.
+    pub(crate) fn succeeded(&mut self) {
+        self.failures_in_a_row = 0;
     }
 
-    /// Records a failed sync and schedules its retry.
+    /// Asks for a full resync no later than `at` (failures only a full
+    /// resync fixes); incremental syncs go on meanwhile.
+    pub(crate) fn resync_by(&mut self, at: Instant) {
+        self.retry_at = Some(self.retry_at.map_or(at, |r| r.min(at)));
+    }
+
+    /// Records a sync that could not reach the kernel (its dump failed) and
+    /// schedules its retry; until one succeeds, every sync is a full one.
     pub(crate) fn failed(&mut self) {
         self.failures_in_a_row += 1;
         self.retry_at = Some(Instant::now() + self.backoff());

@@ -11,10 +11,11 @@ use std::net::IpAddr;
 use kube_ipvs_controller::{Observed, Op};
 use kube_ipvs_netlink::{DumpedRealServer, Ipvs, Operation, Route, Stats, VirtualServerKey};
 
+use super::setup::sysctl;
 pub use super::setup::{
-    conn_reuse_mode, modprobe, open_ipvs, setup, ConntrackSettings, Setup, SetupError,
+    conn_reuse_mode, modprobe, open_ipvs, setup, ConntrackSettings, Setup, SetupError, Sysctls,
 };
-use super::{ApplyReport, Dataplane, DataplaneError, OperationFailure};
+use super::{ApplyReport, Dataplane, DataplaneError, OperationFailure, Repaired};
 
 /// The kernel's IPVS table and the dummy interface.
 pub struct KernelDataplane {
@@ -24,17 +25,26 @@ pub struct KernelDataplane {
     ifindex: u32,
     /// Scheduler modules already asked for after the kernel lacked them.
     modules_tried: BTreeSet<String>,
+    /// The sysctls set at start, put back when changed.
+    sysctls: Sysctls,
 }
 
 impl KernelDataplane {
     /// A dataplane over handles [`setup`] opened.
-    pub(super) fn new(ipvs: Ipvs, route: Route, dummy: String, ifindex: u32) -> Self {
+    pub(super) fn new(
+        ipvs: Ipvs,
+        route: Route,
+        dummy: String,
+        ifindex: u32,
+        sysctls: Sysctls,
+    ) -> Self {
         KernelDataplane {
             ipvs,
             route,
             dummy,
             ifindex,
             modules_tried: BTreeSet::new(),
+            sysctls,
         }
     }
 
@@ -54,6 +64,7 @@ impl KernelDataplane {
                 dummy: dummy.to_owned(),
                 ifindex: link.map_or(0, |l| l.index),
                 modules_tried: BTreeSet::new(),
+                sysctls: Sysctls::default(),
             },
             exists,
         ))
@@ -154,6 +165,33 @@ impl Dataplane for KernelDataplane {
                 .collect(),
             sendmsg_calls,
         }
+    }
+
+    async fn repair(&mut self) -> Result<Vec<Repaired>, DataplaneError> {
+        let mut repaired = Vec::new();
+        let was_up = self
+            .route
+            .link(&self.dummy)
+            .map_err(|e| DataplaneError::Dummy(self.dummy.clone(), e))?
+            .is_some_and(|l| l.up && l.index == self.ifindex);
+        let ifindex = self
+            .route
+            .ensure_dummy(&self.dummy)
+            .map_err(|e| DataplaneError::Dummy(self.dummy.clone(), e))?;
+        if !was_up {
+            // A new link holds none of the addresses: the dump that follows
+            // sees that, and the plan binds them again.
+            self.ifindex = ifindex;
+            repaired.push(Repaired::DummyInterface(self.dummy.clone()));
+        }
+        for (path, value) in self.sysctls.iter() {
+            match sysctl(path, value) {
+                Ok(true) => repaired.push(Repaired::Sysctl(path.to_owned())),
+                Ok(false) => {}
+                Err(e) => return Err(DataplaneError::Sysctl(path.to_owned(), e)),
+            }
+        }
+        Ok(repaired)
     }
 
     async fn node_addresses(&mut self) -> Result<Vec<IpAddr>, DataplaneError> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kube_ipvs_controller::{Observed, ObservedVirtualServer, Op};
 use kube_ipvs_netlink::{DumpedRealServer, Operation, RealServerCounters, VirtualServerKey};
 
-use super::{ApplyReport, Dataplane, DataplaneError, OperationFailure};
+use super::{ApplyReport, Dataplane, DataplaneError, OperationFailure, Repaired};
 
 /// The shared state behind a [`MemoryDataplane`]; tests hold a clone of the
 /// handle to inspect the "kernel" and inject drift or failures.
@@ -26,6 +26,9 @@ pub struct MemoryKernel {
     pub dumps: usize,
     /// How many times a list of operations was applied.
     pub applies: usize,
+    /// Whether the dummy interface is gone (a test deleted it): binds fail
+    /// with ENODEV until [`Dataplane::repair`] recreates it, as in the kernel.
+    pub dummy_gone: bool,
 }
 
 /// A [`Dataplane`] over a [`MemoryKernel`].
@@ -56,6 +59,7 @@ fn refuse(op: &Op, errno: i32) -> Result<(), DataplaneError> {
 }
 
 const ENOENT: i32 = 2;
+const ENODEV: i32 = 19;
 const EEXIST: i32 = 17;
 
 impl MemoryKernel {
@@ -66,6 +70,9 @@ impl MemoryKernel {
                 op,
                 OperationFailure::Refused(io::Error::other("injected failure")),
             ));
+        }
+        if self.dummy_gone && matches!(op, Op::BindAddress(_) | Op::UnbindAddress(_)) {
+            return refuse(op, ENODEV);
         }
         let vs = &mut self.state.virtual_servers;
         let ok = match op {
@@ -148,6 +155,15 @@ impl Dataplane for MemoryDataplane {
             results: ops.iter().map(|op| k.apply_one(op)).collect(),
             sendmsg_calls: usize::from(!ops.is_empty()),
         }
+    }
+
+    async fn repair(&mut self) -> Result<Vec<Repaired>, DataplaneError> {
+        let mut k = self.kernel();
+        if !k.dummy_gone {
+            return Ok(Vec::new());
+        }
+        k.dummy_gone = false;
+        Ok(vec![Repaired::DummyInterface("kube-ipvs0".to_owned())])
     }
 
     async fn node_addresses(&mut self) -> Result<Vec<IpAddr>, DataplaneError> {

@@ -30,6 +30,12 @@ pub enum DataplaneError {
     /// Listing the node's addresses.
     #[error("listing the node's addresses")]
     NodeAddresses(#[source] kube_ipvs_netlink::Error),
+    /// Checking or recreating the dummy interface.
+    #[error("ensuring the dummy interface {0}")]
+    Dummy(String, #[source] kube_ipvs_netlink::Error),
+    /// Checking or restoring a sysctl the agent set.
+    #[error("restoring sysctl {0}")]
+    Sysctl(String, #[source] std::io::Error),
     /// One write was not applied; the others of its batch were.
     #[error("{op}")]
     Operation {
@@ -81,6 +87,35 @@ impl DataplaneError {
     }
 }
 
+/// A piece of the kernel's set-up that had changed under the agent and was
+/// put back by [`Dataplane::repair`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Repaired {
+    /// The dummy interface was gone (or down) and was recreated (or set up).
+    DummyInterface(String),
+    /// A sysctl held another value and was set again.
+    Sysctl(String),
+}
+
+impl Repaired {
+    /// A label for the metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Repaired::DummyInterface(_) => "dummy_interface",
+            Repaired::Sysctl(_) => "sysctl",
+        }
+    }
+}
+
+impl std::fmt::Display for Repaired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Repaired::DummyInterface(name) => write!(f, "dummy interface {name}"),
+            Repaired::Sysctl(path) => write!(f, "sysctl {path}"),
+        }
+    }
+}
+
 /// The result of applying a list of operations: one result per operation, in
 /// order, and how many `sendmsg` calls it took.
 #[derive(Debug, Default)]
@@ -107,6 +142,11 @@ pub trait Dataplane: Send {
 
     /// Applies `ops` in order; a failed operation does not stop the others.
     fn apply(&mut self, ops: &[Op]) -> impl Future<Output = ApplyReport> + Send;
+
+    /// Checks the kernel's set-up the dataplane depends on (the dummy
+    /// interface, the sysctls set at start) and puts back what changed;
+    /// each full resync calls it before its dump.
+    fn repair(&mut self) -> impl Future<Output = Result<Vec<Repaired>, DataplaneError>> + Send;
 
     /// The node's local addresses that NodePorts listen on.
     fn node_addresses(

@@ -75,12 +75,33 @@ pub enum SetupError {
     Module(String, #[source] std::io::Error),
 }
 
-fn sysctl(path: &str, value: &str) -> Result<(), SetupError> {
+/// Sets `/proc/sys/<path>` to `value` unless it holds it already; whether
+/// it had to be written.
+pub(super) fn sysctl(path: &str, value: &str) -> std::io::Result<bool> {
     let file = format!("/proc/sys/{path}");
     if fs::read_to_string(&file).is_ok_and(|v| v.trim() == value) {
-        return Ok(());
+        return Ok(false);
     }
-    fs::write(&file, value).map_err(|e| SetupError::Sysctl(path.to_owned(), e))
+    fs::write(&file, value)?;
+    Ok(true)
+}
+
+/// The sysctls the agent set, with their values: checked again on every
+/// full resync, so a value another program changed is put back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sysctls(Vec<(String, String)>);
+
+impl Sysctls {
+    fn set(&mut self, path: &str, value: &str) -> Result<(), SetupError> {
+        sysctl(path, value).map_err(|e| SetupError::Sysctl(path.to_owned(), e))?;
+        self.0.push((path.to_owned(), value.to_owned()));
+        Ok(())
+    }
+
+    /// Each sysctl with the value the agent set.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(p, v)| (p.as_str(), v.as_str()))
+    }
 }
 
 /// Runs `modprobe MODULE`, as ipvsadm does when the kernel lacks IPVS:
@@ -128,25 +149,26 @@ pub fn open_ipvs() -> Result<Ipvs, SetupError> {
 /// first asks for them (see [`KernelDataplane::apply`]).
 pub fn setup(settings: &Setup) -> Result<KernelDataplane, SetupError> {
     let mut ipvs = open_ipvs()?;
+    let mut sysctls = Sysctls::default();
     // conntrack=1 lets netfilter see IPVS connections (masquerade, filters);
     // expire_nodest_conn drops packets of connections whose real server is
     // gone instead of blackholing them; expire_quiescent_template lets
     // persistent clients move off a real server at weight 0.
-    sysctl("net/ipv4/vs/conntrack", "1")?;
-    sysctl("net/ipv4/vs/expire_nodest_conn", "1")?;
-    sysctl("net/ipv4/vs/expire_quiescent_template", "1")?;
-    sysctl("net/ipv4/ip_forward", "1")?;
+    sysctls.set("net/ipv4/vs/conntrack", "1")?;
+    sysctls.set("net/ipv4/vs/expire_nodest_conn", "1")?;
+    sysctls.set("net/ipv4/vs/expire_quiescent_template", "1")?;
+    sysctls.set("net/ipv4/ip_forward", "1")?;
     if let Some(mode) = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .ok()
         .and_then(|release| conn_reuse_mode(&release))
     {
-        sysctl("net/ipv4/vs/conn_reuse_mode", mode)?;
+        sysctls.set("net/ipv4/vs/conn_reuse_mode", mode)?;
     }
     if settings.strict_arp {
-        sysctl("net/ipv4/conf/all/arp_ignore", "1")?;
-        sysctl("net/ipv4/conf/all/arp_announce", "2")?;
+        sysctls.set("net/ipv4/conf/all/arp_ignore", "1")?;
+        sysctls.set("net/ipv4/conf/all/arp_announce", "2")?;
     }
-    set_conntrack(&settings.conntrack)?;
+    set_conntrack(&settings.conntrack, &mut sysctls)?;
     if !settings.tcp_timeout.is_zero()
         || !settings.tcpfin_timeout.is_zero()
         || !settings.udp_timeout.is_zero()
@@ -168,6 +190,7 @@ pub fn setup(settings: &Setup) -> Result<KernelDataplane, SetupError> {
         route,
         settings.dummy_interface.clone(),
         ifindex,
+        sysctls,
     ))
 }
 
@@ -213,9 +236,9 @@ fn count_cpu_list(list: &str) -> u32 {
 }
 
 /// Sets the conntrack table's size and timeouts as kube-proxy does.
-fn set_conntrack(settings: &ConntrackSettings) -> Result<(), SetupError> {
+fn set_conntrack(settings: &ConntrackSettings, sysctls: &mut Sysctls) -> Result<(), SetupError> {
     if let Some(max) = settings.max(cpu_count()) {
-        sysctl("net/netfilter/nf_conntrack_max", &max.to_string())?;
+        sysctls.set("net/netfilter/nf_conntrack_max", &max.to_string())?;
         // The hash table should hold a quarter of the entries. Like
         // kube-proxy, a read-only /sys (or a network namespace other than
         // the host's, where the parameter cannot be written) is not fatal.
@@ -249,11 +272,11 @@ fn set_conntrack(settings: &ConntrackSettings) -> Result<(), SetupError> {
         ),
     ] {
         if !timeout.is_zero() {
-            sysctl(name, &secs(timeout))?;
+            sysctls.set(name, &secs(timeout))?;
         }
     }
     if settings.tcp_be_liberal {
-        sysctl("net/netfilter/nf_conntrack_tcp_be_liberal", "1")?;
+        sysctls.set("net/netfilter/nf_conntrack_tcp_be_liberal", "1")?;
     }
     Ok(())
 }

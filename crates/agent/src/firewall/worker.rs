@@ -67,8 +67,8 @@ impl FirewallHandle {
 }
 
 /// The one place a failure of the packet filter is logged and counted.
-fn log_error(what: &str, e: &FirewallError, metrics: &Metrics) {
-    metrics.sync_errors.inc();
+fn log_error(what: &str, operation: &str, e: &FirewallError, metrics: &Metrics) {
+    metrics.sync_errors.with_label_values(&[operation]).inc();
     tracing::warn!(error = %Chain(e), "{what} failed; retried");
 }
 
@@ -160,7 +160,7 @@ pub fn spawn<F: PacketFilter + Default>(filter: F, metrics: Metrics) -> Firewall
                             "nftables table replaced"
                         ),
                         Ok(_) => {}
-                        Err(e) => log_error("replacing the nftables table", &e, &metrics),
+                        Err(e) => log_error("replacing the nftables table", "nftables", &e, &metrics),
                     }
                     false
                 }
@@ -181,7 +181,7 @@ pub fn spawn<F: PacketFilter + Default>(filter: F, metrics: Metrics) -> Firewall
                     };
                     filter = Some(current);
                     if let Err(e) = result {
-                        log_error("accepting IPVS replies in iptables' FORWARD chain", &e, &metrics);
+                        log_error("accepting IPVS replies in iptables' FORWARD chain", "forward_rule", &e, &metrics);
                     }
                     false
                 }
@@ -211,7 +211,12 @@ pub fn spawn<F: PacketFilter + Default>(filter: F, metrics: Metrics) -> Firewall
                     progress.succeeded(frontends);
                 }
                 Err(e) => {
-                    log_error("cleaning stale UDP conntrack entries", &e, &metrics);
+                    log_error(
+                        "cleaning stale UDP conntrack entries",
+                        "udp_conntrack",
+                        &e,
+                        &metrics,
+                    );
                     progress.failed();
                 }
             }
