@@ -42,7 +42,7 @@ impl Consumer {
         let path = dir.path().join("kubeconfig");
         server.write_kubeconfig(&path).unwrap();
         let client = client(Some(&path)).await.unwrap();
-        let mut source = kube_source(client, node, None, &streams).boxed();
+        let mut source = kube_source(client, node, None, &streams, Duration::from_secs(30)).boxed();
         let (tx, events) = mpsc::unbounded_channel();
         let pump = tokio::spawn(async move {
             while let Some(event) = source.next().await {

@@ -33,13 +33,15 @@ pub fn node_name(source: &SourceArgs) -> Result<String> {
 }
 
 /// The events of the configured source: a watched directory or the API
-/// (watched with the selector of `proxy_name`), with the stream-services
-/// ConfigMaps `streams` names.
+/// (watched with the selector of `proxy_name`, failed watches retried
+/// within `retry_ceiling`), with the stream-services ConfigMaps `streams`
+/// names.
 pub async fn events(
     source: &SourceArgs,
     node: &str,
     proxy_name: Option<&str>,
     streams: &StreamConfig,
+    retry_ceiling: std::time::Duration,
 ) -> Result<BoxStream<'static, SourceEvent>> {
     Ok(match &source.from_dir {
         Some(dir) => source::dir_source(dir.clone(), streams.clone()).boxed(),
@@ -47,7 +49,7 @@ pub async fn events(
             let client = source::client_with(&source.into())
                 .await
                 .context("connecting to the Kubernetes API")?;
-            source::kube_source(client, node, proxy_name, streams).boxed()
+            source::kube_source(client, node, proxy_name, streams, retry_ceiling).boxed()
         }
     })
 }

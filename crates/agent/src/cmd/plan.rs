@@ -40,6 +40,8 @@ pub async fn plan(args: PlanArgs) -> Result<ExitCode> {
         &node,
         config.service_proxy_name.as_deref(),
         &config.streams,
+        // client-go's ceiling: plan has no sync period.
+        std::time::Duration::from_secs(60),
     )
     .await?;
     let mut reader =

@@ -79,6 +79,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         &node,
         proxy_name.as_deref(),
         &StreamConfig::from(&args.streams),
+        args.ipvs_sync_period,
     )
     .await?;
     let firewall_config = FirewallConfig::from(&args);

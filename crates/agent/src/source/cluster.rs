@@ -3,10 +3,12 @@
 //! merged into one stream.
 
 use std::path::Path;
+use std::time::Duration;
 
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::utils::ResetTimerBackoff;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
@@ -59,11 +61,19 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, Error> {
 /// [`SourceEvent::WatchError`], and the watch is retried with backoff; after
 /// a failed resume (410 Gone, or an API down for long) it relists, which
 /// shows as a fresh `Init`..`InitDone`.
+///
+/// A failed list or watch is retried as client-go's reflector retries
+/// (from 800 ms, doubling, each wait jittered up to twice, reset after two
+/// minutes of success), but the waits stop growing at `ceiling / 2`, so the
+/// jittered wait stays within `ceiling` (`--ipvs-sync-period`): after an
+/// API outage the agent is back on the API within one sync period, where
+/// client-go's 30 s ceiling jittered to a minute would leave it.
 pub fn kube_source(
     client: Client,
     node_name: &str,
     proxy_name: Option<&str>,
     streams: &StreamConfig,
+    ceiling: Duration,
 ) -> impl Stream<Item = SourceEvent> + Send + 'static {
     let selected = watcher::Config::default().labels(&proxy_label_selector(proxy_name));
     let node = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
@@ -72,13 +82,20 @@ pub fn kube_source(
             Api::<Service>::all(client.clone()),
             selected.clone(),
             SourceEvent::Services,
+            ceiling,
         ),
         watch(
             Api::<EndpointSlice>::all(client.clone()),
             selected,
             SourceEvent::EndpointSlices,
+            ceiling,
         ),
-        watch(Api::<Node>::all(client.clone()), node, SourceEvent::Node),
+        watch(
+            Api::<Node>::all(client.clone()),
+            node,
+            SourceEvent::Node,
+            ceiling,
+        ),
     ];
     for (kind, config_map) in streams.config_maps() {
         let named =
@@ -91,6 +108,7 @@ pub fn kube_source(
             Api::<ConfigMap>::namespaced(client.clone(), &config_map.namespace),
             named,
             wrap,
+            ceiling,
         ));
     }
     stream::select_all(watches)
@@ -100,6 +118,7 @@ fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
     wrap: fn(Event<K>) -> SourceEvent,
+    ceiling: Duration,
 ) -> BoxStream<'static, SourceEvent>
 where
     K: Resource<DynamicType = ()>
@@ -113,7 +132,7 @@ where
         + 'static,
 {
     watcher(api, config)
-        .default_backoff()
+        .backoff(watch_backoff(ceiling))
         .modify(K::trim)
         .map(move |result| match result {
             Ok(event) => wrap(event),
@@ -125,6 +144,23 @@ where
             },
         })
         .boxed()
+}
+
+/// The first wait after a failed list or watch (client-go's).
+const FIRST_BACKOFF: Duration = Duration::from_millis(800);
+/// Waits reset after this long without a failure (client-go's).
+const BACKOFF_RESET: Duration = Duration::from_secs(120);
+
+/// The retry waits of one watch (see [`kube_source`]).
+fn watch_backoff(ceiling: Duration) -> ResetTimerBackoff<watcher::ExponentialBackoff> {
+    let max = (ceiling / 2).max(FIRST_BACKOFF);
+    let exponential = backon::ExponentialBuilder::default()
+        .with_min_delay(FIRST_BACKOFF)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    ResetTimerBackoff::new(exponential.into(), BACKOFF_RESET)
 }
 
 /// A metric label for a watcher error.

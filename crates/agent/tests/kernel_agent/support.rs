@@ -188,6 +188,14 @@ impl Agent {
 
     /// Starts `kube-ipvs run --from-dir dir` with `args` only (no defaults).
     pub fn start_args(dir: &Path, args: &[&str]) -> Agent {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        let mut all = vec!["--from-dir", dir];
+        all.extend_from_slice(args);
+        Agent::run(&all)
+    }
+
+    /// Starts `kube-ipvs run` with `args`, whatever its source.
+    pub fn run(args: &[&str]) -> Agent {
         let log = PathBuf::from(format!("/tmp/agent-{}.log", std::process::id()));
         let file = fs::OpenOptions::new()
             .create(true)
@@ -195,8 +203,7 @@ impl Agent {
             .open(&log)
             .unwrap();
         let child = Command::new(agent_bin())
-            .args(["run", "--from-dir"])
-            .arg(dir)
+            .arg("run")
             .args(args)
             .env("RUST_LOG", "info,kube_ipvs=debug")
             .stdout(Stdio::null())
@@ -204,6 +211,12 @@ impl Agent {
             .spawn()
             .expect("starting kube-ipvs");
         Agent { child, log }
+    }
+
+    /// Kills the agent with SIGKILL, as a crash or the OOM killer would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Waits until `/healthz` answers 200.
