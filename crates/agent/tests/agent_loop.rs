@@ -562,6 +562,19 @@ async fn tcp_real_server_drains_until_its_connections_close() {
     assert_eq!(kind, SyncKind::Drain);
     assert_eq!(report.writes, 0);
 
+    // A drain check programs no change: one arriving right after it is
+    // synced at once, not a min-sync period later.
+    let changed_at = Instant::now();
+    h.send(SourceEvent::Services(Event::Apply(service(
+        "other",
+        "10.96.0.9",
+        "UDP",
+        53,
+    ))));
+    let (kind, _) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Incremental);
+    assert_eq!(Instant::now(), changed_at, "no wait behind a drain check");
+
     // The connection closes: the next check deletes it.
     set_active_connections(&h.dataplane, key, gone, 0);
     let (kind, report) = h.next_sync().await;

@@ -517,7 +517,8 @@ fn faults_heal_with_traffic_flowing() {
         }
     }
     drop(agent);
-    support::reset();
+    // The lab's namespaces stay for the next test of this process.
+    support::reset_kernel();
 }
 
 /// A Service whose scheduler the kernel lacks (`twos` before Linux 6.7) is
@@ -610,5 +611,6 @@ fn a_refused_scheduler_leaves_the_other_services_alone() {
         .count();
     assert_eq!(lines, 1, "logged once a minute, not per retry:\n{log}");
     drop(agent);
-    support::reset();
+    // The lab's namespaces stay for the next test of this process.
+    support::reset_kernel();
 }

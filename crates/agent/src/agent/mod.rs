@@ -260,7 +260,7 @@ impl<D: Dataplane> Agent<D> {
                         Ok(report) => self.finish(SyncKind::Drain, &report),
                         Err(e) => {
                             // The next check waits a period, as after a success.
-                            self.schedule.finished();
+                            self.schedule.drain_checked();
                             tracing::warn!(error = %Chain(&e), "checking draining real servers failed");
                         }
                     }
@@ -384,7 +384,11 @@ impl<D: Dataplane> Agent<D> {
     }
 
     fn finish(&mut self, kind: SyncKind, report: &SyncReport) {
-        self.schedule.finished();
+        if kind.programs_changes() {
+            self.schedule.finished();
+        } else {
+            self.schedule.drain_checked();
+        }
         // A drain check does not program pending changes: it is neither a
         // full nor a partial sync in kube-proxy's sense, and the latency of
         // changes is measured when a full or incremental sync programs them.

@@ -34,6 +34,9 @@ pub(crate) struct Schedule {
     /// Whether a full sync has completed (the first one programs everything).
     synced_once: bool,
     last_sync: Option<Instant>,
+    /// The last drain check, or the last sync if later: a sync refreshes
+    /// the draining real servers too.
+    last_drain_check: Option<Instant>,
     next_resync: Option<Instant>,
     failures_in_a_row: u32,
     retry_at: Option<Instant>,
@@ -45,6 +48,7 @@ impl Schedule {
             timing,
             synced_once: false,
             last_sync: None,
+            last_drain_check: None,
             next_resync: None,
             failures_in_a_row: 0,
             retry_at: None,
@@ -82,13 +86,21 @@ impl Schedule {
 
     /// When draining real servers are checked next, if any drain.
     pub(crate) fn drain_check_at(&self, draining: bool) -> Option<Instant> {
-        draining
-            .then(|| self.last_sync.unwrap_or_else(Instant::now) + self.timing.drain_check_period)
+        draining.then(|| {
+            self.last_drain_check.unwrap_or_else(Instant::now) + self.timing.drain_check_period
+        })
     }
 
     /// Records that a sync of any kind finished now.
     pub(crate) fn finished(&mut self) {
         self.last_sync = Some(Instant::now());
+        self.last_drain_check = self.last_sync;
+    }
+
+    /// Records a drain check that finished now. It programs no change, so
+    /// the next change does not wait `min_sync_period` for it.
+    pub(crate) fn drain_checked(&mut self) {
+        self.last_drain_check = Some(Instant::now());
     }
 
     /// Records a full sync that reached the kernel (`dumped`: its dump
