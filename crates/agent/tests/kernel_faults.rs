@@ -614,3 +614,66 @@ fn a_refused_scheduler_leaves_the_other_services_alone() {
     // The lab's namespaces stay for the next test of this process.
     support::reset_kernel();
 }
+
+/// A drain that began before a restart ends when it would have without the
+/// restart: the agent keeps when each drain began in `--drain-state-file`.
+/// kube-proxy's IPVS graceful termination (`pkg/proxy/ipvs/graceful_termination.go`)
+/// keeps its queue in memory only and starts it over; here a crash loop
+/// cannot hold a drained real server forever.
+#[test]
+#[ignore = "needs root and the IPVS kernel: run in the VM by hack/test"]
+fn a_drain_ends_on_time_across_a_restart() {
+    lab();
+    lend_certificates();
+    support::reset_kernel();
+    let _ = std::fs::remove_file("/run/kube-ipvs/draining");
+    let api = Api::start();
+    api.apply(Kind::Node, node());
+    let (web_service, web_slice) = web(&[pod("p1"), pod("p2")]);
+    api.apply(Kind::Service, web_service);
+    api.apply(Kind::EndpointSlice, web_slice);
+    let graceful = ["--ipvs-graceful-period", "20s"];
+    let agent = start_agent(&api, &graceful);
+    agent.wait_ready();
+    // Connections to both pods: each leaves the kernel an inactive
+    // connection (FIN_WAIT, two minutes), which holds a drain open.
+    let vip = SocketAddr::new(WEB_VIP.parse().unwrap(), PORT);
+    lab::in_netns("client", || {
+        for _ in 0..4 {
+            request(vip).unwrap();
+        }
+    });
+    let p2 = format!("{}:{PORT}", pod("p2"));
+    let weight = |rs: &str| {
+        support::real_servers("-t", &format!("{WEB_VIP}:{PORT}"))
+            .into_iter()
+            .find(|(a, ..)| a == rs)
+            .map(|(_, w, ..)| w)
+    };
+    let (_, slice) = web(&[pod("p1")]);
+    api.apply(Kind::EndpointSlice, slice);
+    wait_until("p2 draining at weight 0", Duration::from_secs(10), || {
+        weight(&p2) == Some(0)
+    });
+    let drain_began = Instant::now();
+    let state = std::fs::read_to_string("/run/kube-ipvs/draining").unwrap_or_default();
+    assert_eq!(state.lines().count(), 1, "one drain recorded: {state:?}");
+
+    std::thread::sleep(Duration::from_secs(10));
+    agent.kill();
+    let agent = start_agent(&api, &graceful);
+    agent.wait_healthy();
+    assert_eq!(weight(&p2), Some(0), "still draining after the restart");
+    wait_until("p2 deleted", Duration::from_secs(40), || weight(&p2).is_none());
+    let ended = drain_began.elapsed();
+    report(&format!(
+        "drain across a restart: began, agent killed after 10 s, real server deleted after {:.1}s (graceful period 20 s)\n",
+        ended.as_secs_f64()
+    ));
+    assert!(
+        ended >= Duration::from_secs(18) && ended <= Duration::from_secs(25),
+        "the drain ended after {ended:?}, not 20 s after it began"
+    );
+    drop(agent);
+    support::reset_kernel();
+}

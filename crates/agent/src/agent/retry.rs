@@ -122,6 +122,7 @@ impl Retries {
                 failed.entry(owner).or_insert(failure);
             }
         }
+        let full = matches!(covered, Covered::All);
         match covered {
             Covered::All => self.owners.retain(|o, _| failed.contains_key(o)),
             Covered::Owners(owners) => {
@@ -162,7 +163,11 @@ impl Retries {
         }
         match unowned {
             None => {
-                self.unowned = 0;
+                // Only a full resync retries these: only its success ends
+                // their backoff.
+                if full {
+                    self.unowned = 0;
+                }
                 None
             }
             Some(error) => {
