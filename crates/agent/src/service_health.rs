@@ -6,6 +6,10 @@
 //! the proxy is healthy), 503 otherwise, so that a load balancer sends the
 //! Service's traffic only to nodes that serve it locally.
 //!
+//! Each listener has the limits of the agent's other HTTP servers
+//! ([`crate::http::Limits`]), its own connections among them, so that one
+//! Service's clients cannot take another's.
+//!
 //! Listeners open and close as Services come and go. A port that cannot be
 //! bound is logged, counted and tried again at the next sync; it never stops
 //! the agent.
@@ -25,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::Chain;
 use crate::health::Health;
-use crate::http::serve;
+use crate::http::{serve, Limits};
 use crate::metrics::Metrics;
 
 /// Where health checks listen.
@@ -150,7 +154,9 @@ impl ServiceHealth {
                     async move { response }
                 }
             };
-            instance.tasks.push(tokio::spawn(serve(listener, route)));
+            instance
+                .tasks
+                .push(tokio::spawn(serve(listener, Limits::default(), route)));
         }
         Ok(instance)
     }

@@ -215,6 +215,78 @@ fn restart_adopts_the_kernel_and_removes_only_what_is_stale() {
     reset();
 }
 
+/// What `cleanup` could change: the IPVS table, every address, the packet
+/// filter's table and the FORWARD rule.
+fn cleanup_could_change() -> String {
+    // IPv6 link-local addresses are left out: their DAD flags change alone.
+    sh(
+        "ipvsadm -Sn; ip -o addr show | grep -v ' fe80::'; ip -o link show; \
+        nft list table inet kube-ipvs; iptables-nft -w -S FORWARD 2>/dev/null; true",
+    )
+}
+
+/// `cleanup` checks before it writes: a link that is not a dummy, or a
+/// dummy with an address that is not the agent's, and it changes nothing.
+#[test]
+#[ignore = "needs the IPVS kernel: run by hack/test in the VM"]
+fn cleanup_refuses_an_interface_it_did_not_make_and_changes_nothing() {
+    reset();
+    let m = Manifests::new("refuse");
+    m.write(
+        "web.yaml",
+        &service_yaml("web", "10.96.0.1", 80, "", &["10.244.1.2"], 80),
+    );
+    assert_eq!(once(&m.dir)["virtual_servers"], 1);
+    // A veth holding the address of one of our virtual servers: only its
+    // kind tells it is not ours.
+    sh("ip link add ve0 type veth peer name ve1; ip addr add 10.96.0.1/32 dev ve0");
+    let before = cleanup_could_change();
+    assert!(before.contains("-A -t 10.96.0.1:80"), "{before}");
+    assert!(before.contains("table inet kube-ipvs"), "{before}");
+
+    let cleanup = |args: &str| {
+        try_sh(&format!(
+            "{} cleanup {args} 2>&1; echo \"exit=$?\"",
+            agent_bin()
+        ))
+        .1
+    };
+    let out = cleanup("--dummy-interface ve0");
+    assert!(out.contains("exit=1"), "{out}");
+    assert!(
+        out.contains("ve0 is not a dummy interface (its kind is veth)"),
+        "{out}"
+    );
+    assert_eq!(cleanup_could_change(), before, "{out}");
+
+    // Our dummy, with an address no virtual server uses (nodelocaldns's, say).
+    sh("ip addr add 169.254.20.10/32 dev kube-ipvs0");
+    let before = cleanup_could_change();
+    let out = cleanup("");
+    assert!(out.contains("exit=1"), "{out}");
+    assert!(
+        out.contains("169.254.20.10 (no virtual server uses it)"),
+        "{out}"
+    );
+    assert_eq!(cleanup_could_change(), before, "{out}");
+
+    // Our address, but excluded: the agent never unbinds it.
+    sh("ip addr del 169.254.20.10/32 dev kube-ipvs0");
+    let before = cleanup_could_change();
+    let out = cleanup("--ipvs-exclude-cidrs 10.96.0.0/24");
+    assert!(out.contains("exit=1"), "{out}");
+    assert!(out.contains("10.96.0.1 (in --ipvs-exclude-cidrs)"), "{out}");
+    assert_eq!(cleanup_could_change(), before, "{out}");
+
+    // Nothing foreign left: it goes, and the veth stays.
+    let out = cleanup("");
+    assert!(out.contains("exit=0"), "{out}");
+    assert_eq!(sh("ipvsadm -Sn").trim(), "", "{out}");
+    assert!(!try_sh("ip link show kube-ipvs0").0);
+    assert!(sh("ip -o addr show dev ve0").contains("10.96.0.1/32"));
+    reset();
+}
+
 #[test]
 #[ignore = "needs the IPVS kernel: run by hack/test in the VM"]
 fn real_traffic_round_robin_source_hash_endpoint_removal_and_restart() {

@@ -22,7 +22,7 @@ use crate::firewall::{
     Ruleset,
 };
 use crate::health::Health;
-use crate::http::{serve_health, serve_metrics, MetricsState};
+use crate::http::{serve_health, serve_metrics, Limits, MetricsState};
 use crate::metrics::Metrics;
 use crate::reconcile::Reconciler;
 use crate::service_health::ServiceHealth;
@@ -104,11 +104,17 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             virtual_servers: agent.debug_view(),
             debug_allow_remote: args.debug_allow_remote,
         };
-        serve_on(addr, "metrics", hard_fail, move |l| serve_metrics(l, state)).await?;
+        serve_on(addr, "metrics", hard_fail, move |l| {
+            serve_metrics(l, state, Limits::default())
+        })
+        .await?;
     }
     if let Some(addr) = args.healthz_bind_address.0 {
         let health = health.clone();
-        serve_on(addr, "health", hard_fail, move |l| serve_health(l, health)).await?;
+        serve_on(addr, "health", hard_fail, move |l| {
+            serve_health(l, health, Limits::default())
+        })
+        .await?;
     }
     tracing::info!(node = %node, "kube-ipvs started");
     agent.run(stream, shutdown_signal()).await;

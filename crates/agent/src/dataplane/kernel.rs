@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use kube_ipvs_controller::{Observed, Op};
-use kube_ipvs_netlink::{DumpedRealServer, Ipvs, Operation, Route, Stats, VirtualServerKey};
+use kube_ipvs_netlink::{
+    link::Link, DumpedRealServer, Ipvs, Operation, Route, Stats, VirtualServerKey,
+};
 
 use super::setup::sysctl;
 pub use super::setup::{
@@ -48,25 +50,26 @@ impl KernelDataplane {
         }
     }
 
-    /// A dataplane over an existing dummy interface, for commands that only
-    /// read (`dump`) or clean up; `None` when the interface does not exist.
-    pub fn open_existing(dummy: &str) -> Result<(Self, bool), SetupError> {
+    /// A dataplane over an existing interface, for commands that only read
+    /// (`dump`) or clean up, with what the kernel says of the interface
+    /// (`None` when it does not exist). Nothing checks that it is a dummy:
+    /// the caller decides whether that matters before it writes.
+    pub fn open_existing(dummy: &str) -> Result<(Self, Option<Link>), SetupError> {
         let ipvs = open_ipvs()?;
         let mut route = Route::open().map_err(SetupError::Open)?;
         let link = route
             .link(dummy)
             .map_err(|e| SetupError::Dummy(dummy.to_owned(), e))?;
-        let exists = link.is_some();
         Ok((
             KernelDataplane {
                 ipvs,
                 route,
                 dummy: dummy.to_owned(),
-                ifindex: link.map_or(0, |l| l.index),
+                ifindex: link.as_ref().map_or(0, |l| l.index),
                 modules_tried: BTreeSet::new(),
                 sysctls: Sysctls::default(),
             },
-            exists,
+            link,
         ))
     }
 
