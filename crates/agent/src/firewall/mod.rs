@@ -5,6 +5,9 @@
 //! - [`ruleset`]: pure; [`Ruleset::new`] turns the desired IPVS state into
 //!   the contents of the table's sets.
 //! - [`render`]: pure; the `nft` JSON transaction that replaces the table.
+//! - [`diff`]: pure; what changed between two rulesets, and the one `nft`
+//!   transaction of `add element` / `delete element` commands that applies
+//!   it.
 //! - [`table`]: [`Firewall`] applies a ruleset (skipping unchanged ones)
 //!   and removes the table.
 //! - [`Conntrack`] deletes stale UDP flows over ctnetlink; it lives in the
@@ -31,6 +34,7 @@
 //! Conntrack, in the netlink crate, uses `netlink-packet-netfilter`'s
 //! ctnetlink messages, on the workspace's netlink-packet-core.
 
+pub mod diff;
 mod error;
 pub mod feed;
 pub mod filter;
@@ -40,6 +44,7 @@ pub mod ruleset;
 pub mod table;
 pub mod worker;
 
+pub use diff::{diff, Drift, ElementChanges, FamilyChanges, TableChange};
 pub use error::FirewallError;
 pub use feed::FirewallFeed;
 pub use filter::{KernelPacketFilter, MemoryFilterState, MemoryPacketFilter, PacketFilter};

@@ -41,7 +41,7 @@ use super::ruleset::{FamilySets, MasqueradeScope, Ruleset};
 /// The table the agent owns, in the `inet` family.
 pub const TABLE: &str = "kube-ipvs";
 
-const FAMILY: NfFamily = NfFamily::INet;
+pub(super) const FAMILY: NfFamily = NfFamily::INet;
 
 /// The transaction that replaces the table with `ruleset`: create it (a
 /// no-op when it exists), delete it, and build it again. `nft` sends all of
@@ -138,7 +138,7 @@ fn set_name(base: &str, family: AddressFamily) -> String {
     }
 }
 
-fn family_sets(family: AddressFamily, sets: &FamilySets) -> Vec<Set<'static>> {
+pub(super) fn family_sets(family: AddressFamily, sets: &FamilySets) -> Vec<Set<'static>> {
     let addr = match family {
         AddressFamily::Inet => SetType::Ipv4Addr,
         AddressFamily::Inet6 => SetType::Ipv6Addr,
