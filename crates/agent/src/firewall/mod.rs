@@ -8,6 +8,8 @@
 //! - [`diff`]: pure; what changed between two rulesets, and the one `nft`
 //!   transaction of `add element` / `delete element` commands that applies
 //!   it.
+//! - [`listing`]: pure; reads `nft -j list table` back into a structure to
+//!   compare and a ruleset of the elements the kernel holds.
 //! - [`table`]: [`Firewall`] applies a ruleset (skipping unchanged ones)
 //!   and removes the table.
 //! - [`Conntrack`] deletes stale UDP flows over ctnetlink; it lives in the
@@ -39,6 +41,7 @@ mod error;
 pub mod feed;
 pub mod filter;
 pub mod forward;
+pub mod listing;
 pub mod render;
 pub mod ruleset;
 pub mod table;
