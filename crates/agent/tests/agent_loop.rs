@@ -13,7 +13,7 @@ use kube::runtime::watcher::Event;
 use kube_ipvs::agent::{Agent, Timing};
 use kube_ipvs::dataplane::MemoryDataplane;
 use kube_ipvs::firewall::{
-    worker, FirewallConfig, FirewallFeed, MemoryFilterState, MemoryPacketFilter,
+    worker, FirewallConfig, FirewallFeed, MemoryFilterState, MemoryPacketFilter, MemoryWrite,
 };
 use kube_ipvs::health::Health;
 use kube_ipvs::metrics::Metrics;
@@ -753,6 +753,216 @@ async fn flows_of_a_deleted_service_go_and_a_failed_clean_up_is_retried() {
         "the retry still names what is gone"
     );
     assert!(state.reconciled[2].0 .0.is_empty());
+}
+
+fn is_table(write: &MemoryWrite) -> bool {
+    matches!(write, MemoryWrite::Table(_))
+}
+
+/// An endpoint change reaches the table as the set elements it adds and
+/// deletes, never as the whole table again (issue 17: the cost of a change
+/// grows with the change, not with the cluster).
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_change_sends_only_the_changed_elements() {
+    let filter = MemoryPacketFilter::new();
+    let mut calls = filter.calls();
+    let mut h = Harness::start_with(timing(), Some(filter.clone()));
+    h.initial(
+        vec![
+            service("dns", "10.96.0.10", "UDP", 53),
+            service("web", "10.96.0.11", "TCP", 80),
+        ],
+        vec![
+            slice("dns", "UDP", &["10.244.0.1", "10.244.0.2"]),
+            slice("web", "TCP", &["10.244.0.3"]),
+        ],
+    );
+    h.next_sync().await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        !s.writes.is_empty()
+    })
+    .await;
+    assert!(
+        is_table(&filter.state().writes[0]),
+        "start-up writes it whole"
+    );
+
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "web",
+        "TCP",
+        &["10.244.0.4"],
+    ))));
+    h.next_sync().await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.writes.len() == 2
+    })
+    .await;
+    let state = filter.state();
+    let MemoryWrite::Elements(changes) = &state.writes[1] else {
+        panic!("{:?}", state.writes[1]);
+    };
+    assert_eq!((changes.added(), changes.deleted()), (1, 1), "{changes:?}");
+    let hairpin = |s: &kube_ipvs::firewall::FamilySets| {
+        s.hairpin.iter().map(|h| h.address).collect::<Vec<_>>()
+    };
+    assert_eq!(hairpin(&changes.ipv4.added), [ip("10.244.0.4")]);
+    assert_eq!(hairpin(&changes.ipv4.deleted), [ip("10.244.0.3")]);
+    let table = state.table.as_ref().unwrap();
+    assert_eq!(Some(table), state.applied.last());
+    assert_eq!(
+        hairpin(&table.ipv4),
+        [ip("10.244.0.1"), ip("10.244.0.2"), ip("10.244.0.4")]
+    );
+}
+
+/// A failed `nft` run is tried again with backoff (1 s, then 2 s) until it
+/// succeeds, and what follows a failure is a whole write: the kernel may
+/// hold anything then (issue 16).
+#[tokio::test(start_paused = true)]
+async fn a_failed_nft_run_is_retried_with_backoff_and_whole() {
+    let filter = MemoryPacketFilter::new();
+    let mut calls = filter.calls();
+    let mut h = Harness::start_with(timing(), Some(filter.clone()));
+    h.initial(
+        vec![service("web", "10.96.0.11", "TCP", 80)],
+        vec![slice("web", "TCP", &["10.244.0.3"])],
+    );
+    h.next_sync().await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.writes.len() == 1
+    })
+    .await;
+
+    filter.state().fail_nft = 2;
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "web",
+        "TCP",
+        &["10.244.0.4"],
+    ))));
+    h.next_sync().await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.writes.len() == 2
+    })
+    .await;
+    let failed_at = Instant::now();
+    until(&filter, &mut calls, Duration::from_secs(5), |s| {
+        s.writes.len() == 3
+    })
+    .await;
+    assert_eq!(Instant::now(), failed_at + Duration::from_secs(1));
+    until(&filter, &mut calls, Duration::from_secs(5), |s| {
+        s.writes.len() == 4
+    })
+    .await;
+    assert_eq!(Instant::now(), failed_at + Duration::from_secs(3));
+    {
+        let state = filter.state();
+        assert!(!is_table(&state.writes[1]), "the change alone, which fails");
+        assert!(is_table(&state.writes[2]), "then whole, which fails");
+        assert!(is_table(&state.writes[3]), "whole again, which succeeds");
+        let table = state.table.as_ref().unwrap();
+        assert!(table
+            .ipv4
+            .hairpin
+            .iter()
+            .any(|h| h.address == ip("10.244.0.4")));
+        assert_eq!(state.fail_nft, 0);
+    }
+    assert_eq!(
+        h.metrics.sync_errors.with_label_values(&["nftables"]).get(),
+        2
+    );
+
+    // Succeeded: the next change is elements again, and nothing is retried.
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "web",
+        "TCP",
+        &["10.244.0.5"],
+    ))));
+    h.next_sync().await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.writes.len() == 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let state = filter.state();
+    assert_eq!(state.writes.len(), 5);
+    assert!(!is_table(&state.writes[4]));
+}
+
+/// Each full resync compares the table the kernel holds with what was
+/// written: a flushed table, an element deleted by hand or a changed
+/// sysctl is found, counted and written again; an intact table is left
+/// alone (issue 16).
+#[tokio::test(start_paused = true)]
+async fn a_full_resync_repairs_the_table_and_the_sysctls() {
+    let filter = MemoryPacketFilter::new();
+    let mut calls = filter.calls();
+    let mut h = Harness::start_with(timing(), Some(filter.clone()));
+    h.initial(
+        vec![service("web", "10.96.0.11", "TCP", 80)],
+        vec![slice("web", "TCP", &["10.244.0.3"])],
+    );
+    h.next_sync().await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.writes.len() == 1 && s.checks == 1
+    })
+    .await;
+    let repairs = |h: &Harness, object: &str| h.metrics.repairs.with_label_values(&[object]).get();
+
+    // An intact table: checked, not written.
+    let (kind, _) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Full);
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.checks == 2
+    })
+    .await;
+    assert_eq!(filter.state().writes.len(), 1);
+
+    // `nft flush ruleset`.
+    let written = filter.state().table.take().unwrap();
+    h.next_sync().await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.writes.len() == 2
+    })
+    .await;
+    assert_eq!(
+        filter.state().writes[1],
+        MemoryWrite::Table(Box::new(written.clone()))
+    );
+    assert_eq!(filter.state().table.as_ref(), Some(&written));
+    assert_eq!(repairs(&h, "nftables_table"), 1);
+
+    // An element deleted by hand.
+    filter.state().table.as_mut().unwrap().ipv4.services.clear();
+    h.next_sync().await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.writes.len() == 3
+    })
+    .await;
+    assert_eq!(
+        filter.state().writes[2],
+        MemoryWrite::Table(Box::new(written.clone()))
+    );
+    assert_eq!(repairs(&h, "nftables_table"), 2);
+
+    // A sysctl set back.
+    filter.state().sysctls_differ = true;
+    h.next_sync().await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.checks == 5
+    })
+    .await;
+    // The worker counts after the check returns: the next check follows that.
+    h.next_sync().await;
+    until(&filter, &mut calls, Duration::from_secs(1), |s| {
+        s.checks == 6
+    })
+    .await;
+    assert_eq!(repairs(&h, "sysctl"), 2, "both sysctls, once");
+    assert!(!filter.state().sysctls_differ);
+    assert_eq!(filter.state().writes.len(), 3, "the table was intact");
+    assert_eq!(repairs(&h, "nftables_table"), 2);
 }
 
 fn tcp_services(port: u16, target: &str) -> ConfigMap {

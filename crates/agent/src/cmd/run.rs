@@ -256,7 +256,9 @@ async fn once(
             _ => firewall_config.clone(),
         };
         let ruleset = Ruleset::from_intent(intent, &config);
-        if let Err(e) = tokio::task::block_in_place(|| KernelPacketFilter::new().apply(&ruleset)) {
+        if let Err(e) =
+            tokio::task::block_in_place(|| KernelPacketFilter::new().write_table(&ruleset))
+        {
             failures.push(Chain(&e).to_string());
         }
     }

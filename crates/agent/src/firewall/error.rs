@@ -17,6 +17,35 @@ pub enum FirewallError {
         #[source]
         source: Box<nftables::helper::NftablesError>,
     },
+    /// `nft -j -f -` refused the transaction that adds and deletes set
+    /// elements, or could not be run.
+    #[error("updating the kube-ipvs nftables table ({added} set elements added, {deleted} deleted): {detail}")]
+    UpdateElements {
+        /// Elements to add.
+        added: usize,
+        /// Elements to delete.
+        deleted: usize,
+        /// What `nft` printed on stderr, or why it could not run.
+        detail: String,
+        /// The underlying error.
+        #[source]
+        source: Box<nftables::helper::NftablesError>,
+    },
+    /// `nft -j list table` failed.
+    #[error("listing the kube-ipvs nftables table: {detail}")]
+    ListTable {
+        /// What `nft` printed on stderr, or why it could not run.
+        detail: String,
+        /// The underlying error.
+        #[source]
+        source: Box<nftables::helper::NftablesError>,
+    },
+    /// `nft -j list table` printed something that is not JSON.
+    #[error("parsing the listing of the kube-ipvs nftables table")]
+    ParseListing(#[source] serde_json::Error),
+    /// The table was gone right after it was written.
+    #[error("the kube-ipvs nftables table is gone right after it was written")]
+    TableMissing,
     /// `nft` could not delete the table.
     #[error("deleting the kube-ipvs nftables table: {detail}")]
     DeleteTable {

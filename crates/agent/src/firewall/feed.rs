@@ -24,7 +24,8 @@ impl FirewallFeed {
     /// brings); a full sync also has the UDP flows checked again when
     /// nothing changed, as kube-proxy checks them on every sync
     /// (`pkg/proxy/conntrack/cleanup.go` `CleanStaleEntries`), and the
-    /// iptables FORWARD policy looked at. With `NodeCIDR` local detection
+    /// iptables FORWARD policy looked at, and the kernel's nftables table
+    /// and sysctls compared with what was written (and repaired). With `NodeCIDR` local detection
     /// the node's pod CIDRs come from the snapshot's Node.
     pub fn after_sync(
         &self,
@@ -36,6 +37,7 @@ impl FirewallFeed {
         let full = kind == SyncKind::Full;
         if full {
             self.handle.check_forward();
+            self.handle.check_table();
         }
         if report.writes > 0 || full {
             let ruleset = match &self.config.local {

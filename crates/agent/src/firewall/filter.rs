@@ -13,7 +13,11 @@ use kube_ipvs_controller::{UdpFrontend, UdpFrontends};
 use kube_ipvs_netlink::AddressFamily;
 use tokio::sync::watch;
 
-use super::{Conntrack, Firewall, FirewallError, Flow, Ruleset, SyncReport};
+use super::diff::drift;
+use super::{
+    Conntrack, ElementChanges, Firewall, FirewallError, Flow, Ruleset, TableCheck, TableWrite,
+    WriteKind, SYSCTLS,
+};
 
 /// `IPPROTO_UDP`.
 const UDP: u8 = 17;
@@ -32,9 +36,16 @@ pub fn stale_udp(flow: &Flow, frontends: &UdpFrontends, gone: &BTreeSet<UdpFront
 
 /// What the loop needs from the node's packet filter.
 pub trait PacketFilter: Send + 'static {
-    /// Makes the table hold `ruleset`, in one transaction (a no-op when it
-    /// already does).
-    fn apply(&mut self, ruleset: &Ruleset) -> Result<SyncReport, FirewallError>;
+    /// Replaces the table with `ruleset`, in one transaction, and sets the
+    /// sysctls its rules depend on.
+    fn write_table(&mut self, ruleset: &Ruleset) -> Result<TableWrite, FirewallError>;
+
+    /// Adds and deletes the set elements of `changes`, in one transaction.
+    fn update_elements(&mut self, changes: &ElementChanges) -> Result<TableWrite, FirewallError>;
+
+    /// Compares the table the kernel holds with `expected`, the ruleset
+    /// last written, and writes the sysctls that differ.
+    fn check_table(&mut self, expected: &Ruleset) -> Result<TableCheck, FirewallError>;
 
     /// Deletes the conntrack entries of stale UDP flows ([`stale_udp`]):
     /// flows to `frontends` not answered by their serving endpoints, and
@@ -68,8 +79,16 @@ impl KernelPacketFilter {
 }
 
 impl PacketFilter for KernelPacketFilter {
-    fn apply(&mut self, ruleset: &Ruleset) -> Result<SyncReport, FirewallError> {
-        self.table.sync(ruleset)
+    fn write_table(&mut self, ruleset: &Ruleset) -> Result<TableWrite, FirewallError> {
+        self.table.write(ruleset)
+    }
+
+    fn update_elements(&mut self, changes: &ElementChanges) -> Result<TableWrite, FirewallError> {
+        self.table.update(changes)
+    }
+
+    fn check_table(&mut self, expected: &Ruleset) -> Result<TableCheck, FirewallError> {
+        self.table.check(expected)
     }
 
     fn reconcile_udp_flows(
@@ -107,11 +126,33 @@ impl PacketFilter for KernelPacketFilter {
     }
 }
 
-/// What a [`MemoryPacketFilter`] was asked to do; tests read it.
+/// One write a [`MemoryPacketFilter`] was asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemoryWrite {
+    /// The whole table.
+    Table(Box<Ruleset>),
+    /// Set elements added and deleted.
+    Elements(Box<ElementChanges>),
+}
+
+/// What a [`MemoryPacketFilter`] was asked to do, and the table it holds as
+/// the kernel would; tests read and change it.
 #[derive(Debug, Default)]
 pub struct MemoryFilterState {
-    /// Every ruleset applied, in order (unchanged ones are not applied again).
+    /// The table "in the kernel": `None` when there is none. A test
+    /// changes it to stand for someone else's change (`nft flush ruleset`).
+    pub table: Option<Ruleset>,
+    /// Every ruleset the table came to hold, in order.
     pub applied: Vec<Ruleset>,
+    /// Every write asked for, in order, failed ones included.
+    pub writes: Vec<MemoryWrite>,
+    /// Writes that will fail, the next ones asked for.
+    pub fail_nft: usize,
+    /// How many times the table was checked.
+    pub checks: usize,
+    /// Whether the sysctls differ from what the rules need, until the next
+    /// check or whole write sets them.
+    pub sysctls_differ: bool,
     /// Every UDP reconciliation asked for, in order: the frontends and the
     /// frontends gone.
     pub reconciled: Vec<(UdpFrontends, BTreeSet<UdpFrontend>)>,
@@ -152,21 +193,80 @@ impl MemoryPacketFilter {
 }
 
 impl PacketFilter for MemoryPacketFilter {
-    fn apply(&mut self, ruleset: &Ruleset) -> Result<SyncReport, FirewallError> {
-        let applied = {
+    fn write_table(&mut self, ruleset: &Ruleset) -> Result<TableWrite, FirewallError> {
+        let result = {
             let mut state = self.state();
-            let applied = state.applied.last() != Some(ruleset);
-            if applied {
+            state
+                .writes
+                .push(MemoryWrite::Table(Box::new(ruleset.clone())));
+            if take_failure(&mut state) {
+                Err(injected(ruleset.element_count(), 0))
+            } else {
+                state.sysctls_differ = false;
+                state.table = Some(ruleset.clone());
                 state.applied.push(ruleset.clone());
+                Ok(TableWrite {
+                    kind: WriteKind::Table {
+                        elements: ruleset.element_count(),
+                    },
+                    bytes: 0,
+                    duration: Duration::ZERO,
+                })
             }
-            applied
         };
         self.called();
-        Ok(SyncReport {
-            elements: ruleset.element_count(),
-            applied,
-            duration: Duration::ZERO,
-        })
+        result
+    }
+
+    fn update_elements(&mut self, changes: &ElementChanges) -> Result<TableWrite, FirewallError> {
+        let result = {
+            let mut state = self.state();
+            state
+                .writes
+                .push(MemoryWrite::Elements(Box::new(changes.clone())));
+            let mut table = state.table.clone();
+            // As `nft`: no table, or an element to delete missing, fails.
+            let applies = table
+                .as_mut()
+                .is_some_and(|t| t.apply_changes(changes).is_ok());
+            if take_failure(&mut state) || !applies {
+                Err(injected(changes.added(), changes.deleted()))
+            } else {
+                state.table = table.clone();
+                state.applied.extend(table);
+                Ok(TableWrite {
+                    kind: WriteKind::Elements {
+                        added: changes.added(),
+                        deleted: changes.deleted(),
+                    },
+                    bytes: 0,
+                    duration: Duration::ZERO,
+                })
+            }
+        };
+        self.called();
+        result
+    }
+
+    fn check_table(&mut self, expected: &Ruleset) -> Result<TableCheck, FirewallError> {
+        let check = {
+            let mut state = self.state();
+            state.checks += 1;
+            let sysctls = if std::mem::take(&mut state.sysctls_differ) {
+                SYSCTLS.iter().map(|(name, _)| *name).collect()
+            } else {
+                Vec::new()
+            };
+            TableCheck {
+                drift: match &state.table {
+                    None => Some(super::Drift::Missing),
+                    Some(table) => drift(table, expected),
+                },
+                sysctls,
+            }
+        };
+        self.called();
+        Ok(check)
     }
 
     fn reconcile_udp_flows(
@@ -194,6 +294,26 @@ impl PacketFilter for MemoryPacketFilter {
         self.state().forward_checks += 1;
         self.called();
         Ok(())
+    }
+}
+
+fn take_failure(state: &mut MemoryFilterState) -> bool {
+    let fail = state.fail_nft > 0;
+    state.fail_nft = state.fail_nft.saturating_sub(1);
+    fail
+}
+
+fn injected(added: usize, deleted: usize) -> FirewallError {
+    FirewallError::UpdateElements {
+        added,
+        deleted,
+        detail: "injected failure".into(),
+        source: Box::new(nftables::helper::NftablesError::NftFailed {
+            program: "nft".into(),
+            hint: "applying ruleset".into(),
+            stdout: String::new(),
+            stderr: "injected failure".into(),
+        }),
     }
 }
 

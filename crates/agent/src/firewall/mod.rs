@@ -10,8 +10,8 @@
 //!   it.
 //! - [`listing`]: pure; reads `nft -j list table` back into a structure to
 //!   compare and a ruleset of the elements the kernel holds.
-//! - [`table`]: [`Firewall`] applies a ruleset (skipping unchanged ones)
-//!   and removes the table.
+//! - [`table`]: [`Firewall`] writes a ruleset whole or as element changes,
+//!   checks the kernel's table against it, and removes the table.
 //! - [`Conntrack`] deletes stale UDP flows over ctnetlink; it lives in the
 //!   netlink crate ([`kube_ipvs_netlink::conntrack`]) beside the other
 //!   netlink code, and is re-exported here with its flow types.
@@ -25,7 +25,10 @@
 //! One `inet kube-ipvs` table serves both families: one object to replace
 //! atomically and to delete on clean-up, one set of chains, and nat in the
 //! `inet` family (Linux 5.2+). Its rules are fixed; only set elements grow
-//! with Services, so a sync costs in elements, not rules. Other tables
+//! with Services, so a sync costs in elements, not rules, and a change
+//! costs only the elements it adds and deletes. The table is written
+//! whole at start-up, when its structure changes, after a failed `nft`
+//! run and when a full resync finds it differing from what was written. Other tables
 //! (other software's, iptables-nft's) are never read or written.
 //!
 //! nftables goes through the `nftables` crate (typed JSON for `nft -j -f`):
@@ -50,11 +53,13 @@ pub mod worker;
 pub use diff::{diff, Drift, ElementChanges, FamilyChanges, TableChange};
 pub use error::FirewallError;
 pub use feed::FirewallFeed;
-pub use filter::{KernelPacketFilter, MemoryFilterState, MemoryPacketFilter, PacketFilter};
+pub use filter::{
+    KernelPacketFilter, MemoryFilterState, MemoryPacketFilter, MemoryWrite, PacketFilter,
+};
 pub use kube_ipvs_netlink::conntrack::{Conntrack, Flow, FlowTuple, StaleUdpFlows};
 pub use ruleset::{
     AllowedSource, FamilySets, FirewallConfig, Hairpin, LocalTraffic, MasqueradeScope, Ruleset,
     ServicePort, DEFAULT_MASQUERADE_MARK,
 };
-pub use table::{set_sysctls, Firewall, SyncReport, SYSCTLS};
+pub use table::{set_sysctls, Firewall, TableCheck, TableWrite, WriteKind, SYSCTLS};
 pub use worker::FirewallHandle;
