@@ -5,7 +5,8 @@
 //!
 //! `nft` prints elements as it parsed them back from the kernel: a plain
 //! address, a `{"prefix": ..}` for an interval (a `/32` or `/128` as a
-//! plain address), a `{"concat": [..]}` of them, protocols by name and
+//! plain address; a whole address space in a concatenation may be `*`),
+//! a `{"concat": [..]}` of them, protocols by name and
 //! ports as numbers; an element with options is wrapped in
 //! `{"elem": {"val": ..}}`.
 
@@ -153,7 +154,7 @@ fn insert(sets: &mut FamilySets, base: &str, element: &Value) -> bool {
             }),
         ("lb-allowed", Some([a, p, port, source])) => {
             service(&[a.clone(), p.clone(), port.clone()])
-                .zip(network(source))
+                .and_then(|service| Some((service, source_network(source, &service.address)?)))
                 .map(|(service, source)| {
                     sets.allowed_sources
                         .insert(AllowedSource { service, source })
@@ -175,6 +176,20 @@ fn network(value: &Value) -> Option<IpNetwork> {
     let prefix = value.get("prefix")?;
     let len = u8::try_from(prefix.get("len")?.as_u64()?).ok()?;
     IpNetwork::new(address(prefix.get("addr")?)?, len).ok()
+}
+
+/// A source range in an interval concatenation: as [`network`], or `*`,
+/// which nft may print for a whole address space there.
+fn source_network(value: &Value, of: &IpAddr) -> Option<IpNetwork> {
+    match (value.as_str(), of) {
+        (Some("*"), IpAddr::V4(_)) => {
+            IpNetwork::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0).ok()
+        }
+        (Some("*"), IpAddr::V6(_)) => {
+            IpNetwork::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0).ok()
+        }
+        _ => network(value),
+    }
 }
 
 fn service(parts: &[Value]) -> Option<ServicePort> {

@@ -161,3 +161,29 @@ fn print_the_sample_transaction() {
         serde_json::to_string(&crate::firewall::render::replace(&sample())).unwrap()
     );
 }
+
+#[test]
+fn a_whole_address_space_reads_as_a_zero_prefix_either_way() {
+    let lb = service("192.0.2.1", Protocol::Tcp, 443);
+    let mut expected = sample();
+    expected.ipv4.allowed_sources = [AllowedSource {
+        service: lb,
+        source: "0.0.0.0/0".parse().unwrap(),
+    }]
+    .into();
+    expected.ipv4.restricted = [lb].into();
+    for source in [
+        serde_json::json!({"prefix": {"addr": "0.0.0.0", "len": 0}}),
+        serde_json::json!("*"),
+    ] {
+        let set = serde_json::json!({"set": {"name": "lb-allowed-v4", "elem": [
+            {"concat": ["192.0.2.1", "tcp", 443, source]}
+        ]}});
+        let listing = Listing::parse(&[set], &expected);
+        assert_eq!(listing.unreadable, 0);
+        assert_eq!(
+            listing.ruleset.ipv4.allowed_sources,
+            expected.ipv4.allowed_sources
+        );
+    }
+}
