@@ -323,6 +323,9 @@ pub fn spawn<F: PacketFilter + Default>(filter: F, metrics: Metrics) -> Firewall
         };
         loop {
             tokio::select! {
+                // A new ruleset before a check: the check a full resync
+                // asks for then compares the kernel with that sync's table.
+                biased;
                 changed = rulesets_rx.changed() => {
                     if changed.is_err() {
                         break;
