@@ -572,6 +572,71 @@ fn metrics_pass_promtool_and_health_answers() {
     reset();
 }
 
+/// Issue 16: the agent finds its nftables table flushed at the next full
+/// resync, logs and counts it, and writes it whole again; an endpoint
+/// change after that goes to the kernel as set elements only.
+#[test]
+#[ignore = "needs the IPVS kernel: run by hack/test in the VM"]
+fn a_flushed_nftables_table_is_back_after_the_next_full_resync() {
+    reset();
+    let m = Manifests::new("repair");
+    m.write(
+        "web.yaml",
+        &service_yaml("web", "10.96.0.1", 80, "", &["10.244.1.2"], 80),
+    );
+    // The log file is the test process's, appended to by every agent.
+    let log_path = format!("/tmp/agent-{}.log", std::process::id());
+    let start = std::fs::read_to_string(&log_path).map_or(0, |l| l.len());
+    let agent = Agent::start(&m.dir, &["--ipvs-sync-period", "2s"]);
+    agent.wait_ready();
+    sh("nft flush ruleset");
+    wait_until("the table back", Duration::from_secs(20), || {
+        try_sh("nft list set inet kube-ipvs vips-v4")
+            .1
+            .contains("10.96.0.1")
+    });
+    let metrics = http_body("127.0.0.1", 10249, "/metrics");
+    assert!(
+        metrics.contains("kube_ipvs_repairs_total{what=\"nftables_table\"} 1"),
+        "{metrics}"
+    );
+    m.write(
+        "web.yaml",
+        &service_yaml(
+            "web",
+            "10.96.0.1",
+            80,
+            "",
+            &["10.244.1.2", "10.244.1.3"],
+            80,
+        ),
+    );
+    wait_until(
+        "the new endpoint's element",
+        Duration::from_secs(10),
+        || {
+            try_sh("nft list set inet kube-ipvs hairpin-v4")
+                .1
+                .contains("10.244.1.3")
+        },
+    );
+    let log = agent.log()[start..].to_owned();
+    assert_eq!(
+        log.matches("nftables table written whole").count(),
+        2,
+        "at start-up and after the flush only:\n{log}"
+    );
+    assert_eq!(
+        log.matches("the nftables table differs from what was written")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("nftables set elements updated"), "{log}");
+    drop(agent);
+    reset();
+}
+
 /// The modules `hack/vm-run` loads at boot, loaded again after a test that
 /// unloaded them (a scheduler this kernel lacks is skipped).
 const BOOT_IPVS_MODULES: &str = "ip_vs ip_vs_rr ip_vs_wrr ip_vs_lc ip_vs_wlc ip_vs_lblc \

@@ -562,7 +562,8 @@ fn sync_cost_at_5000_services() {
     firewall.cleanup().unwrap();
 }
 
-/// The table is replaced whole, leaves other tables alone, and goes on cleanup.
+/// Syncs change only the kube-ipvs table (the second one by its elements),
+/// leave other tables alone, and the table goes on cleanup.
 #[test]
 #[ignore = "needs the IPVS kernel: run by hack/test in the VM"]
 fn sync_replaces_only_its_table_and_cleanup_removes_it() {
