@@ -657,14 +657,23 @@ fn a_drain_ends_on_time_across_a_restart() {
     });
     let drain_began = Instant::now();
     let state = std::fs::read_to_string("/run/kube-ipvs/draining").unwrap_or_default();
-    assert_eq!(state.lines().count(), 1, "one drain recorded: {state:?}");
+    assert_eq!(
+        state
+            .lines()
+            .filter(|l| l.contains(&format!(" {} {PORT} ", pod("p2"))))
+            .count(),
+        2,
+        "p2's drain recorded, on the ClusterIP and the NodePort: {state:?}"
+    );
 
     std::thread::sleep(Duration::from_secs(10));
     agent.kill();
     let agent = start_agent(&api, &graceful);
     agent.wait_healthy();
     assert_eq!(weight(&p2), Some(0), "still draining after the restart");
-    wait_until("p2 deleted", Duration::from_secs(40), || weight(&p2).is_none());
+    wait_until("p2 deleted", Duration::from_secs(40), || {
+        weight(&p2).is_none()
+    });
     let ended = drain_began.elapsed();
     report(&format!(
         "drain across a restart: began, agent killed after 10 s, real server deleted after {:.1}s (graceful period 20 s)\n",
