@@ -79,12 +79,10 @@ impl SliceGroup {
 }
 
 impl Snapshot {
-    /// Forgets node and zone names no endpoint uses any more (the
-    /// interner would otherwise keep every name it ever saw).
+    /// Forgets node and zone names no endpoint uses any more.
     pub fn prune(&mut self) {
         self.names.prune();
     }
-
     /// An empty snapshot.
     pub fn new() -> Self {
         Snapshot::default()
@@ -306,8 +304,7 @@ impl Snapshot {
         for (namespace, name) in gone {
             changed.merge(self.delete_slice(&namespace, &name));
         }
-        // Node and zone names no endpoint uses any more.
-        self.names.prune();
+        self.prune();
         changed
     }
 
