@@ -60,8 +60,9 @@ impl StaleUdpFlows {
     }
 }
 
-/// The netlink messages in one datagram.
-pub(crate) fn messages(
+/// The netlink messages in one datagram (of a dump, say); a message whose
+/// length runs past the datagram ends it with an error.
+pub fn messages(
     mut buffer: &[u8],
 ) -> impl Iterator<Item = Result<NetlinkMessage<NetfilterMessage>, netlink_packet_core::DecodeError>> + '_
 {
