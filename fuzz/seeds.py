@@ -11,7 +11,10 @@
               replies (rerunning it on another machine gives other bytes)
 
 The text corpora (duration, cidr, kubeproxy_config) are written by hand; the
-manifest target reads manifests/examples.
+manifest target reads manifests/examples. Inputs that once crashed a target
+stay in its corpus beside the seeds (conntrack/nftables-newset-crash,
+duration/beyond-go-range and duration/overflow), and in the owning crate's
+unit tests.
 """
 import os
 import re
