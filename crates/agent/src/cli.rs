@@ -361,7 +361,12 @@ fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(lo..=hi)
 }
 
-/// Parses a Go duration as kube-proxy takes them: `30s`, `1m0s`, `300ms`, `1h`.
+/// The longest Go `time.Duration`: 2^63-1 nanoseconds, about 292 years.
+const GO_MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+
+/// Parses a Go duration as kube-proxy takes them: `30s`, `1m0s`, `300ms`,
+/// `1h`; like Go's `time.ParseDuration`, one longer than a `time.Duration`
+/// holds is an error.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration like 30s, 1m30s or 300ms");
     if s == "0" {
@@ -391,7 +396,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "h" => 3600.0,
             _ => return Err(bad()),
         };
-        total += Duration::try_from_secs_f64(value * scale).map_err(|_| bad())?;
+        total = Duration::try_from_secs_f64(value * scale)
+            .ok()
+            .and_then(|d| total.checked_add(d))
+            .filter(|t| *t <= GO_MAX_DURATION)
+            .ok_or_else(|| {
+                format!("{s:?} is longer than a Go duration holds (2562047h47m16.854775807s)")
+            })?;
         rest = tail;
     }
     Ok(total)

@@ -49,7 +49,9 @@ pub fn host_address_message(ifindex: u32, address: IpAddr) -> AddressMessage {
     msg
 }
 
-fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
+/// The address a `RTM_NEWADDR` message (a dump entry) gives the link:
+/// `IFA_LOCAL`, else `IFA_ADDRESS`.
+pub fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
     // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's on
     // point-to-point links and absent locals only for IPv6.
     let local = msg.attributes.iter().find_map(|a| match a {

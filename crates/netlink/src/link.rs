@@ -25,7 +25,8 @@ pub struct Link {
 }
 
 impl Link {
-    pub(crate) fn from_message(msg: &LinkMessage) -> Self {
+    /// What a `RTM_NEWLINK` message (a dump entry) says about its link.
+    pub fn from_message(msg: &LinkMessage) -> Self {
         let mut link = Link {
             index: msg.header.index,
             name: String::new(),

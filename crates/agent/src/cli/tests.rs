@@ -16,6 +16,20 @@ fn go_durations() {
     assert!(parse_duration("s").is_err());
 }
 
+/// Found by fuzzing (`hack/fuzz duration`): durations past Go's range
+/// parsed, and two of 2^64 seconds overflowed std's `Duration` (a panic).
+#[test]
+fn go_durations_stay_in_go_range() {
+    assert!(parse_duration("3ms44444444444444443ms1m1ms").is_err());
+    assert!(parse_duration("18446744073709551615s18446744073709551615s").is_err());
+    assert!(parse_duration("2562048h").is_err());
+    assert!(parse_duration("9223372037s").is_err());
+    assert_eq!(
+        parse_duration("2562047h"),
+        Ok(Duration::from_secs(2_562_047 * 3600))
+    );
+}
+
 #[test]
 fn defaults_follow_kube_proxy() {
     let cli = Cli::try_parse_from(["kube-ipvs", "run"]).unwrap();

@@ -15,6 +15,10 @@ use netlink_packet_netfilter::NetfilterMessage;
 /// `CTA_ZONE`: the conntrack zone, a big-endian u16; part of an entry's identity.
 const CTA_ZONE: u16 = 18;
 pub(crate) const IPPROTO_UDP: u8 = 17;
+/// `NLMSG_MIN_TYPE`: message types below it are netlink's own.
+const NLMSG_MIN_TYPE: u16 = 0x10;
+/// `NFNL_SUBSYS_CTNETLINK`, the high byte of a ctnetlink message type.
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 
 /// One direction of a conntrack entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,24 +64,33 @@ impl StaleUdpFlows {
     }
 }
 
-/// The netlink messages in one datagram.
-pub(crate) fn messages(
+/// The netlink messages in one datagram (of a dump, say): netlink's own
+/// (`NLMSG_DONE`, `NLMSG_ERROR`...) and ctnetlink's. A message of another
+/// netfilter subsystem is skipped unparsed: a ctnetlink socket gets none,
+/// and netlink-packet-netfilter's nftables parser panics on some malformed
+/// attributes. A message whose length runs past the datagram ends it with
+/// an error.
+pub fn messages(
     mut buffer: &[u8],
 ) -> impl Iterator<Item = Result<NetlinkMessage<NetfilterMessage>, netlink_packet_core::DecodeError>> + '_
 {
-    std::iter::from_fn(move || {
+    std::iter::from_fn(move || loop {
         if buffer.len() < 16 {
             return None;
         }
         let length = u32::from_ne_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]) as usize;
+        let message_type = u16::from_ne_bytes([buffer[4], buffer[5]]);
         let aligned = (length + 3) & !3;
         if length < 16 || length > buffer.len() {
             buffer = &[];
             return Some(Err("truncated netlink message".into()));
         }
-        let message = NetlinkMessage::<NetfilterMessage>::deserialize(&buffer[..length]);
+        let message = &buffer[..length];
         buffer = &buffer[aligned.min(buffer.len())..];
-        Some(message)
+        if message_type >= NLMSG_MIN_TYPE && message_type >> 8 != NFNL_SUBSYS_CTNETLINK {
+            continue;
+        }
+        return Some(NetlinkMessage::<NetfilterMessage>::deserialize(message));
     })
 }
 

@@ -3,13 +3,18 @@
 
 use std::net::SocketAddr;
 
-use netlink_packet_core::{Emitable, ParseableParametrized};
+use netlink_packet_core::{
+    Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload, ParseableParametrized,
+};
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol as CtProtocol, Tuple,
 };
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+};
 
 use crate::packet::conntrack::{
-    delete_message, parse_flow, Flow, FlowTuple, StaleUdpFlows, IPPROTO_UDP,
+    delete_message, messages, parse_flow, Flow, FlowTuple, StaleUdpFlows, IPPROTO_UDP,
 };
 
 fn sa(s: &str) -> SocketAddr {
@@ -135,4 +140,69 @@ fn delete_message_bytes() {
         0x06, 0x00, 0x03, 0x00, 0x00, 0x35, 0, 0, // CTA_PROTO_DST_PORT 53
     ];
     assert_eq!(bytes, want);
+}
+
+/// Found by fuzzing (`hack/fuzz conntrack`): an nftables message (subsystem
+/// 10, `NFT_MSG_NEWSET`) with a nested attribute longer than its parent
+/// panicked netlink-packet-netfilter's nftables parser. A ctnetlink dump
+/// skips other subsystems unparsed.
+#[test]
+fn messages_skip_other_netfilter_subsystems() {
+    #[rustfmt::skip]
+    let crash: &[u8] = &[
+        0x40, 0x00, 0x00, 0x00, 0x0a, 0x0a, 0xf4, 0x02, 0x45, 0x00, 0x00, 0x00, 0x02, 0x37, 0xff, 0x00,
+        0x01, 0xff, 0xff, 0x02, 0x14, 0x00, 0x11, 0x00, 0x00, 0x0a, 0x0a, 0xf4, 0x02, 0x45, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xff, 0x01, 0xff, 0x00, 0x00, 0x0a,
+        0x00, 0x00, 0x00, 0x00, 0xf9, 0x10, 0x00, 0xf1, 0xfd, 0xeb, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a,
+        0x0a, 0xf4, 0xff, 0x45, 0x00, 0x3a, 0x00, 0x02, 0x28, 0x00, 0x37, 0xff, 0x02,
+    ];
+    assert_eq!(messages(crash).count(), 0);
+
+    // The same message before a dumped entry and NLMSG_DONE: the entry is read.
+    let f = flow(
+        ("10.244.2.7:40000", "10.96.0.10:53"),
+        ("10.244.1.5:5353", "10.244.2.7:40000"),
+    );
+    let ConntrackMessage::Delete(mut attributes) = delete_message(&f) else {
+        panic!("not a delete");
+    };
+    attributes.push(ConntrackAttribute::CtaTupleReply(vec![
+        Tuple::Ip(vec![
+            IPTuple::SourceAddress(f.reply.source.ip()),
+            IPTuple::DestinationAddress(f.reply.destination.ip()),
+        ]),
+        Tuple::Proto(vec![
+            ProtoTuple::Protocol(CtProtocol::Udp),
+            ProtoTuple::SourcePort(f.reply.source.port()),
+            ProtoTuple::DestinationPort(f.reply.destination.port()),
+        ]),
+    ]));
+    let mut entry = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::from(NetfilterMessage::new(
+            NetfilterHeader::new(NetfilterProtoFamily::IPv4, 0, 0),
+            ConntrackMessage::New(attributes),
+        )),
+    );
+    entry.finalize();
+    let mut datagram = crash[..64].to_vec();
+    let start = datagram.len();
+    datagram.resize(start + entry.buffer_len(), 0);
+    entry.serialize(&mut datagram[start..]);
+    // NLMSG_DONE with its errno.
+    datagram.extend([20, 0, 0, 0, 3, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+
+    let parsed: Vec<_> = messages(&datagram)
+        .collect::<Result<_, _>>()
+        .expect("the ctnetlink messages parse");
+    assert_eq!(parsed.len(), 2);
+    let NetlinkPayload::InnerMessage(NetfilterMessage {
+        inner: NetfilterMessageInner::Conntrack(ConntrackMessage::New(attributes)),
+        ..
+    }) = &parsed[0].payload
+    else {
+        panic!("not a conntrack entry: {:?}", parsed[0]);
+    };
+    assert_eq!(parse_flow(attributes), Some(f));
+    assert!(matches!(parsed[1].payload, NetlinkPayload::Done(_)));
 }
