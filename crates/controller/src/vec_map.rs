@@ -76,6 +76,11 @@ impl<K: Ord, V> VecMap<K, V> {
                 .get_mut(at)
                 .map(|slot| std::mem::replace(&mut slot.1, value)),
             Err(at) => {
+                // Most maps hold one to a few entries: grow them one at a
+                // time, where a vector's first growth would reserve four.
+                if self.0.len() == self.0.capacity() && self.0.len() < 8 {
+                    self.0.reserve_exact(1);
+                }
                 self.0.insert(at, (key, value));
                 None
             }
@@ -221,5 +226,8 @@ mod tests {
         }
         let collected: VecMap<u8, u32> = [(3, 1), (1, 2), (3, 4)].into();
         assert_eq!(collected.iter().collect::<Vec<_>>(), [(&1, &2), (&3, &4)]);
+        let mut one = VecMap::new();
+        one.insert(1u8, 1u32);
+        assert_eq!(one.0.capacity(), 1, "one entry, room for one");
     }
 }

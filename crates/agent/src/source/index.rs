@@ -129,6 +129,8 @@ impl<K: Stub + ResourceExt + serde::Serialize> Index<K> {
                 i + 1 == versions.len()
             }
             Err(i) => {
+                // Nearly always the only version: no room for four.
+                versions.reserve_exact(1);
                 versions.insert(
                     i,
                     Version {
