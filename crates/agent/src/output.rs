@@ -381,14 +381,14 @@ mod tests {
         let key = VirtualServerKey::inet(Protocol::Tcp, address.parse().unwrap(), port);
         let vs = DesiredVirtualServer {
             service: VirtualServer::new(key, Scheduler::Rr),
-            real_servers: BTreeMap::new(),
+            real_servers: Default::default(),
             port_name: port_name.into(),
             kind: VirtualServerKind::LoadBalancer,
             source_ranges: Vec::new(),
             traffic_policy: Default::default(),
         };
         ServiceState {
-            virtual_servers: BTreeMap::from([(key, vs)]),
+            virtual_servers: kube_ipvs_controller::VecMap::from([(key, vs)]),
             addresses: [key.address().unwrap()].into(),
             target,
         }

@@ -15,7 +15,6 @@
 //! client only when the node masquerades.
 //! `hack/vm-tests/firewall.sh` runs this binary in the VM.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -194,7 +193,7 @@ fn desired(services: &[Svc]) -> DesiredState {
         } else {
             8080
         };
-        let real_servers: BTreeMap<_, _> = endpoints
+        let real_servers: kube_ipvs_controller::VecMap<_, _> = endpoints
             .iter()
             .map(|e| {
                 let rs = RealServer::new(ip(e), target);

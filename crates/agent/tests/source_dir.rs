@@ -170,21 +170,23 @@ async fn loads_every_manifest_kind_and_reports_broken_files_by_name() {
         .filter(|e| !e.starts_with("skipped"))
         .map(String::as_str)
         .collect();
+    // Every kind's Init, the objects file by file in path order (a.yaml,
+    // b.json, bad-doc.yaml, c.yml, endpoints.yaml), then every InitDone.
     assert_eq!(
         listed,
         [
             "svc init",
-            "svc init-apply default/c2",
-            "svc init-apply web/a",
-            "svc init-apply web/c1",
-            "svc init-apply web/good",
-            "svc init-done",
             "slice init",
-            "slice init-apply web/a-1",
-            "slice init-apply web/legacy-0-ipv4",
-            "slice init-done",
             "node init",
+            "svc init-apply web/a",
+            "slice init-apply web/a-1",
             "node init-apply /node-1",
+            "svc init-apply web/good",
+            "svc init-apply web/c1",
+            "svc init-apply default/c2",
+            "slice init-apply web/legacy-0-ipv4",
+            "svc init-done",
+            "slice init-done",
             "node init-done",
         ]
     );
@@ -373,22 +375,22 @@ async fn the_stream_services_config_maps_are_a_kind_each_and_no_other_config_map
         publish_service: Some(ServiceRef::new("ingress-nginx", "controller")),
     };
     let mut consumer = Consumer::start_with(d, streams);
-    // Services, slices, Nodes, then each ConfigMap kind; udp-services has
-    // no ConfigMap in the directory.
+    // Every kind's Init, the one ConfigMap that counts, every InitDone;
+    // udp-services has no ConfigMap in the directory.
     let listed = consumer.take(11).await;
     assert_eq!(
         listed,
         [
             "svc init",
-            "svc init-done",
             "slice init",
-            "slice init-done",
             "node init",
-            "node init-done",
             "tcp-services init",
-            "tcp-services init-apply ingress-nginx/tcp-services",
-            "tcp-services init-done",
             "udp-services init",
+            "tcp-services init-apply ingress-nginx/tcp-services",
+            "svc init-done",
+            "slice init-done",
+            "node init-done",
+            "tcp-services init-done",
             "udp-services init-done",
         ]
     );
@@ -428,4 +430,51 @@ async fn the_stream_services_config_maps_are_a_kind_each_and_no_other_config_map
     );
     let once = load_dir(d).unwrap();
     assert_eq!(once.config_maps.len(), 1);
+}
+
+#[tokio::test]
+async fn an_edit_of_one_large_file_makes_events_for_the_changed_objects_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = |changed: Option<usize>| {
+        (0..1_000)
+            .flat_map(|s| {
+                let port = if Some(s) == changed { 8080 } else { 80 };
+                [
+                    service(&format!("s-{s}"), port),
+                    slice(&format!("s-{s}-1"), &format!("s-{s}")),
+                ]
+            })
+            .collect::<Vec<_>>()
+            .join("---\n")
+    };
+    write(d, "all.yaml", &file(None));
+    let mut consumer = Consumer::start(d);
+    let listed = consumer.until_all_listed().await;
+    assert_eq!(
+        listed.iter().filter(|e| e.contains("init-apply")).count(),
+        2_000
+    );
+    replace(d, "all.yaml", &file(Some(500)));
+    assert_eq!(consumer.take(1).await, ["svc apply web/s-500"]);
+    write(d, "sentinel.yaml", &service("sentinel", 80));
+    assert_eq!(consumer.take(1).await, ["svc apply web/sentinel"]);
+}
+
+#[tokio::test]
+async fn an_object_two_files_define_falls_back_to_the_other_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "a.yaml", &service("x", 81));
+    write(d, "b.yaml", &service("x", 82));
+    let mut consumer = Consumer::start(d);
+    consumer.until_all_listed().await;
+    // b wins; without it, a's version applies, and without a, it is gone.
+    replace(d, "b.yaml", &service("other", 80));
+    assert_eq!(
+        consumer.take(2).await,
+        ["svc apply web/other", "svc apply web/x"]
+    );
+    fs::remove_file(d.join("a.yaml")).unwrap();
+    assert_eq!(consumer.take(1).await, ["svc delete web/x"]);
 }

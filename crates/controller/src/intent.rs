@@ -9,6 +9,7 @@ use kube_ipvs_model::VirtualServerKey;
 use crate::op::Op;
 use crate::service_ref::Owner;
 use crate::state::{DesiredState, DesiredVirtualServer, ServiceState};
+use crate::vec_map::VecMap;
 
 /// The desired state indexed for planning: which Service (or stream-services
 /// entry) wants each virtual server, and how many want each address. Kept up
@@ -17,7 +18,9 @@ use crate::state::{DesiredState, DesiredVirtualServer, ServiceState};
 #[derive(Clone, Debug, Default)]
 pub struct Intent {
     services: BTreeMap<Owner, ServiceState>,
-    owners: BTreeMap<VirtualServerKey, BTreeSet<Owner>>,
+    /// Who wants each key: nearly always one owner, so a sorted vector
+    /// rather than a tree node with room for eleven.
+    owners: BTreeMap<VirtualServerKey, VecMap<Owner, ()>>,
     address_users: BTreeMap<IpAddr, usize>,
     /// Real servers of the winning virtual servers, kept as Services change
     /// so reading it never walks them all.
@@ -110,7 +113,10 @@ impl Intent {
         if let Some(new) = state {
             for key in new.virtual_servers.keys() {
                 scope.keys.insert(*key);
-                self.owners.entry(*key).or_default().insert(service.clone());
+                self.owners
+                    .entry(*key)
+                    .or_default()
+                    .insert(service.clone(), ());
             }
 
             for address in &new.addresses {
@@ -145,7 +151,7 @@ impl Intent {
         &self,
         key: &VirtualServerKey,
     ) -> Option<(&Owner, &DesiredVirtualServer)> {
-        let owner = self.owners.get(key)?.iter().next()?;
+        let owner = self.owners.get(key)?.keys().next()?;
         let vs = self.services.get(owner)?.virtual_servers.get(key)?;
         Some((owner, vs))
     }

@@ -19,6 +19,7 @@
 //! - [`plan`]: the operations ([`op`]) that turn one into the other.
 //! - [`udp_flows`]: which UDP flows each frontend's endpoints may answer,
 //!   for the conntrack clean-up.
+//! - [`vec_map`]: the sorted-vector map the per-Service state is kept in.
 
 pub mod changed;
 pub mod config;
@@ -40,6 +41,7 @@ pub mod snapshot;
 pub mod state;
 pub mod stream_services;
 pub mod udp_flows;
+pub mod vec_map;
 
 pub use config::{Config, StreamConfig};
 pub use desired::{
@@ -63,3 +65,4 @@ pub use state::{
 };
 pub use stream_services::{affected, StreamServices, StreamTarget, TargetPort};
 pub use udp_flows::{udp_frontends, UdpFrontend, UdpFrontends};
+pub use vec_map::VecMap;

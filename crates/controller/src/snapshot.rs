@@ -44,7 +44,7 @@ pub struct Snapshot {
 }
 
 /// The slices of one Service, sorted by name. Most Services have one to
-/// three slices, for which a sorted vector is far smaller than a map.
+/// three slices: a sorted vector, grown one at a time, is far smaller.
 #[derive(Clone, Debug, Default)]
 struct SliceGroup(Vec<(Box<str>, SliceInfo)>);
 
@@ -67,7 +67,10 @@ impl SliceGroup {
                     slot.1 = info;
                 }
             }
-            Err(i) => self.0.insert(i, (name.into(), info)),
+            Err(i) => {
+                self.0.reserve_exact(usize::from(self.0.len() < 4));
+                self.0.insert(i, (name.into(), info));
+            }
         }
     }
 

@@ -9,6 +9,7 @@ use kube_ipvs_model::{RealServer, RealServerKey, VirtualServer, VirtualServerKey
 
 use crate::service_ref::{Owner, ServiceRef, StreamEntryRef};
 use crate::skip::{SkipKind, SkipReason, Skipped};
+use crate::vec_map::VecMap;
 
 /// One virtual server the cluster wants, with the Service port it serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub struct DesiredVirtualServer {
     /// The virtual service configuration.
     pub service: VirtualServer,
     /// Its real servers.
-    pub real_servers: BTreeMap<RealServerKey, RealServer>,
+    pub real_servers: VecMap<RealServerKey, RealServer>,
     /// The Service port it comes from: the port's name, or its number when
     /// unnamed; for a stream-services entry, the target's port as the
     /// entry's value names it.
@@ -92,7 +93,7 @@ impl VirtualServerKind {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceState {
     /// Its virtual servers.
-    pub virtual_servers: BTreeMap<VirtualServerKey, DesiredVirtualServer>,
+    pub virtual_servers: VecMap<VirtualServerKey, DesiredVirtualServer>,
     /// The addresses it needs bound on the dummy interface (cluster IPs,
     /// external IPs, load-balancer IPs; never node addresses).
     pub addresses: BTreeSet<IpAddr>,

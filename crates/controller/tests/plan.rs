@@ -1,13 +1,13 @@
 //! Planner tests: minimal operations for each kind of change, ownership and
 //! graceful termination.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
     plan, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, Observed, Op, Owner,
-    PlanConfig, Scope, ServiceRef, ServiceState, VirtualServerKind,
+    PlanConfig, Scope, ServiceRef, ServiceState, VecMap, VirtualServerKind,
 };
 use kube_ipvs_model::{
     DumpedRealServer, DumpedVirtualServer, Operation, Protocol, RealServer, RealServerCounters,
@@ -44,7 +44,7 @@ fn service(vip: &str, proto: Protocol, port: u16, endpoints: &[&str]) -> Service
         traffic_policy: Default::default(),
     };
     ServiceState {
-        virtual_servers: BTreeMap::from([(k, vs)]),
+        virtual_servers: VecMap::from([(k, vs)]),
         addresses: BTreeSet::from([ip(vip)]),
         target: None,
     }
@@ -232,7 +232,7 @@ fn weight_change_updates_the_destination() {
         .virtual_servers
         .get_mut(&k)
         .unwrap()
-        .real_servers = BTreeMap::from([(heavier.key, heavier)]);
+        .real_servers = VecMap::from([(heavier.key, heavier)]);
     assert_eq!(
         full(&observed_from(&before), &after, &PlanConfig::default()),
         vec![Op::Ipvs(Operation::SetDest(k, heavier))]

@@ -78,10 +78,16 @@ pub async fn until_initialized(
 
 /// Prints a document as a table or JSON.
 pub fn print_document(doc: &Document, format: Output) -> Result<()> {
-    let text = match format {
-        Output::Table => output::table(doc),
-        Output::Json => serde_json::to_string_pretty(doc)? + "\n",
-    };
-    std::io::stdout().write_all(text.as_bytes())?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match format {
+        Output::Table => out.write_all(output::table(doc).as_bytes())?,
+        // Written as it is serialized: at 10,000 Services the text is
+        // 15 MB, which a string would hold on top of the document.
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, doc)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
     Ok(())
 }

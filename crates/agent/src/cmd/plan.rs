@@ -52,6 +52,9 @@ pub async fn plan(args: PlanArgs) -> Result<ExitCode> {
     for skip in snapshot.skipped().chain(&desired.skipped) {
         eprintln!("skipped: {skip}");
     }
+    // The mapping is done with the snapshot: its memory goes before the
+    // output's comes.
+    drop(snapshot);
     print_document(&output::from_intent(&Intent::new(desired)), args.output)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,9 +8,17 @@
 //! files whose size, mtime or inode changed. Where inotify is unavailable,
 //! the directory is rescanned every [`POLL_INTERVAL`].
 //!
-//! A file that cannot be read or parsed at all keeps contributing what it
-//! last did (a half-written file must not withdraw Services); a file that
-//! vanishes withdraws its objects.
+//! Files are read one document at a time, and each document's changed
+//! objects become events before the next document is read
+//! ([`super::documents`]): one large file costs one document's memory, not
+//! the file's, and the index keeps fingerprints, not objects. The initial
+//! listing is `Init` for every kind, the objects as the files give them
+//! (kinds interleaved; when files repeat an object the last one's comes
+//! last), then `InitDone` for every kind.
+//!
+//! A file with a document that is not YAML keeps contributing what it last
+//! did for the objects not read (a half-written file must not withdraw
+//! Services); a file that vanishes withdraws its objects.
 //!
 //! [`Index`]: super::index::Index
 
@@ -28,7 +36,8 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::manifest::{self, FileError, FileRead, FileSkipReason, Indexes, Manifest};
+use super::documents::FileReader;
+use super::manifest::{self, FileError, FileSkipReason, Indexes, Keys};
 use super::SourceEvent;
 use crate::error::Chain;
 
@@ -97,15 +106,31 @@ struct DirWatch {
     /// The stream-services ConfigMaps to list and watch.
     streams: StreamConfig,
     started: bool,
+    /// Whether the initial listing is under way.
+    listing: bool,
     indexes: Indexes,
-    fingerprints: HashMap<PathBuf, Fingerprint>,
+    fingerprints: HashMap<Arc<Path>, Fingerprint>,
     changes: mpsc::Receiver<notify::Result<notify::Event>>,
     changes_tx: mpsc::Sender<notify::Result<notify::Event>>,
     /// Set when an event did not fit in the queue: the next batch rescans.
     overflowed: Arc<AtomicBool>,
     /// `None` while polling.
     watcher: Option<RecommendedWatcher>,
+    /// Files to read.
+    queue: VecDeque<PathBuf>,
+    /// The file being read.
+    reading: Option<Reading>,
     pending: VecDeque<SourceEvent>,
+}
+
+/// A file being read.
+struct Reading {
+    path: Arc<Path>,
+    reader: FileReader,
+    keys: Keys,
+    /// Whether every document so far was YAML.
+    complete: bool,
+    print: Option<Fingerprint>,
 }
 
 impl DirWatch {
@@ -114,6 +139,7 @@ impl DirWatch {
         Self {
             dir,
             started: false,
+            listing: false,
             indexes: Indexes::new(streams.clone()),
             streams,
             fingerprints: HashMap::new(),
@@ -121,6 +147,8 @@ impl DirWatch {
             changes_tx,
             overflowed: Arc::default(),
             watcher: None,
+            queue: VecDeque::new(),
+            reading: None,
             pending: VecDeque::new(),
         }
     }
@@ -131,6 +159,23 @@ impl DirWatch {
             self.start();
             if !self.started {
                 tokio::time::sleep(POLL_INTERVAL).await;
+            }
+            return;
+        }
+        if self.reading.is_some() || !self.queue.is_empty() {
+            self.read_some();
+            return;
+        }
+        if self.listing {
+            self.listing = false;
+            self.pending
+                .push_back(SourceEvent::Services(Event::InitDone));
+            self.pending
+                .push_back(SourceEvent::EndpointSlices(Event::InitDone));
+            self.pending.push_back(SourceEvent::Node(Event::InitDone));
+            for (kind, _) in self.streams.config_maps() {
+                self.pending
+                    .push_back(SourceEvent::StreamServices(kind, Event::InitDone));
             }
             return;
         }
@@ -197,35 +242,16 @@ impl DirWatch {
                 return;
             }
         };
-        for path in paths {
-            self.reread(&path);
-        }
-        // The per-file events are superseded by the listing below.
+        self.pending.push_back(SourceEvent::Services(Event::Init));
         self.pending
-            .retain(|e| matches!(e, SourceEvent::FileSkipped(_)));
-        let services = self
-            .indexes
-            .services
-            .objects()
-            .cloned()
-            .map(Event::InitApply);
-        self.pending
-            .extend(init(services).map(SourceEvent::Services));
-        let slices = self
-            .indexes
-            .endpoint_slices
-            .objects()
-            .cloned()
-            .map(Event::InitApply);
-        self.pending
-            .extend(init(slices).map(SourceEvent::EndpointSlices));
-        let nodes = self.indexes.nodes.objects().cloned().map(Event::InitApply);
-        self.pending.extend(init(nodes).map(SourceEvent::Node));
-        for (kind, r) in self.streams.config_maps() {
-            let config_map = self.indexes.config_map(r).cloned().map(Event::InitApply);
+            .push_back(SourceEvent::EndpointSlices(Event::Init));
+        self.pending.push_back(SourceEvent::Node(Event::Init));
+        for (kind, _) in self.streams.config_maps() {
             self.pending
-                .extend(init(config_map.into_iter()).map(|e| SourceEvent::StreamServices(kind, e)));
+                .push_back(SourceEvent::StreamServices(kind, Event::Init));
         }
+        self.queue.extend(paths);
+        self.listing = true;
         self.started = true;
     }
 
@@ -275,12 +301,13 @@ impl DirWatch {
             match manifest::manifest_paths(&self.dir) {
                 Ok(present) => {
                     let present: BTreeSet<PathBuf> = present.into_iter().collect();
-                    let known: Vec<PathBuf> = self.fingerprints.keys().cloned().collect();
+                    let known: Vec<PathBuf> =
+                        self.fingerprints.keys().map(|p| p.to_path_buf()).collect();
                     paths.extend(known.into_iter().filter(|p| !present.contains(p)));
                     paths.extend(
-                        present
-                            .into_iter()
-                            .filter(|p| self.fingerprints.get(p) != fingerprint(p).as_ref()),
+                        present.into_iter().filter(|p| {
+                            self.fingerprints.get(p.as_path()) != fingerprint(p).as_ref()
+                        }),
                     );
                 }
                 Err(error) => {
@@ -288,45 +315,92 @@ impl DirWatch {
                 }
             }
         }
-        for path in paths {
-            self.reread(&path);
+        self.queue.extend(paths);
+    }
+
+    /// Reads on until there are events to yield or nothing left to read.
+    fn read_some(&mut self) {
+        while self.pending.is_empty() {
+            let Some(reading) = self.reading.as_mut() else {
+                let Some(path) = self.queue.pop_front() else {
+                    return;
+                };
+                self.open(path);
+                continue;
+            };
+            match reading.reader.next(&reading.path) {
+                Some(parsed) => {
+                    reading.complete &= !parsed.syntax;
+                    let events = self.indexes.put(
+                        &reading.path,
+                        &mut reading.keys,
+                        parsed.manifest,
+                        self.listing,
+                    );
+                    for error in parsed.errors {
+                        self.skipped(error);
+                    }
+                    self.pending.extend(events);
+                }
+                None => {
+                    let Some(Reading {
+                        path,
+                        keys,
+                        complete,
+                        print,
+                        ..
+                    }) = self.reading.take()
+                    else {
+                        return;
+                    };
+                    self.finish(&path, keys, complete);
+                    if complete {
+                        match print {
+                            Some(print) => self.fingerprints.insert(path, print),
+                            None => self.fingerprints.remove(&path),
+                        };
+                    }
+                }
+            }
         }
     }
 
-    /// Reads one file again and queues the events its change makes.
-    fn reread(&mut self, path: &Path) {
-        let print = fingerprint(path);
-        let manifest = match manifest::read(path) {
-            FileRead::Missing => {
-                self.fingerprints.remove(path);
-                Manifest::default()
+    /// Starts reading one file; one that is gone withdraws its objects.
+    fn open(&mut self, path: PathBuf) {
+        let print = fingerprint(&path);
+        let path: Arc<Path> = path.into();
+        match FileReader::open(&path) {
+            Ok(Some(reader)) => {
+                self.reading = Some(Reading {
+                    keys: self.indexes.begin(&path),
+                    path,
+                    reader,
+                    complete: true,
+                    print,
+                });
             }
-            FileRead::Failed(error) => return self.skipped(error),
-            FileRead::Loaded(manifest, errors) => {
-                errors.into_iter().for_each(|e| self.skipped(e));
-                match print {
-                    Some(print) => self.fingerprints.insert(path.to_owned(), print),
-                    None => self.fingerprints.remove(path),
-                };
-                manifest
+            Ok(None) => {
+                self.fingerprints.remove(&path);
+                let keys = self.indexes.begin(&path);
+                self.finish(&path, keys, true);
             }
-        };
-        let events = self.indexes.replace(path, manifest);
+            Err(error) => self.skipped(error),
+        }
+    }
+
+    /// Ends a file's read: queues its deletions and the re-reads of the
+    /// files whose version of an object now wins.
+    fn finish(&mut self, path: &Arc<Path>, keys: Keys, complete: bool) {
+        let (events, reread) = self.indexes.finish(path, keys, complete);
         if !events.is_empty() {
             tracing::debug!(file = %path.display(), events = events.len(), "manifest changed");
         }
         self.pending.extend(events);
+        self.queue.extend(reread.iter().map(|p| p.to_path_buf()));
     }
 
     /// Reports a file not used; the consumer of the stream logs it.
     fn skipped(&mut self, error: FileError) {
         self.pending.push_back(SourceEvent::FileSkipped(error));
     }
-}
-
-/// `Init`, the given `InitApply`s, `InitDone`.
-fn init<K>(objects: impl Iterator<Item = Event<K>>) -> impl Iterator<Item = Event<K>> {
-    std::iter::once(Event::Init)
-        .chain(objects)
-        .chain(std::iter::once(Event::InitDone))
 }

@@ -1,122 +1,217 @@
 //! Which manifest file contributed which object, so that a changed file is
 //! re-read alone and only the objects that really changed become events.
 //!
+//! The index keeps no objects: per object and file a fingerprint of the
+//! object as the agent reads it (trimmed), and the few fields a `Delete`
+//! event needs ([`Stub`]). The objects themselves go to the snapshot as
+//! events and are dropped there once converted. A re-read file's objects
+//! are fingerprinted as they are parsed; those with the fingerprint they
+//! had are unchanged and make no event.
+//!
 //! When two files hold the same object (kind, namespace and name), the file
-//! whose path sorts last wins, as if the files were applied in order.
+//! whose path sorts last wins, as if the files were applied in order. When
+//! the winning file lets go of it, the next one's version is not at hand:
+//! that file is named for a re-read ([`Finished::reread`]), and its version
+//! is marked unknown so that the re-read applies it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::hash::Hasher;
+use std::path::Path;
+use std::sync::Arc;
 
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
 
 /// An object's namespace and name.
-type ObjectKey = (String, String);
+pub(crate) type ObjectKey = (Box<str>, Box<str>);
 
-/// The objects of one kind, by the file they came from. Each file's objects
-/// are a vector sorted by key: most files hold one or two objects, and a
-/// tree node per file would reserve room for eleven.
-#[derive(Debug)]
-pub(crate) struct Index<K> {
-    by_file: HashMap<PathBuf, Vec<(ObjectKey, K)>>,
-    owners: BTreeMap<ObjectKey, BTreeSet<PathBuf>>,
+/// What of an object a `Delete` event carries: its name, and what the
+/// consumer reads of a deleted object (a Service's addresses, a slice's
+/// Service and address type), nothing else.
+pub(crate) trait Stub: Sized {
+    /// The fields kept.
+    type Identity: Clone + std::fmt::Debug;
+    /// The fields to keep of `self`.
+    fn identity(&self) -> Self::Identity;
+    /// An object with only its name and the kept fields.
+    fn stub(key: &ObjectKey, identity: &Self::Identity) -> Self;
 }
 
-impl<K> Default for Index<K> {
+/// A fingerprint of an object's content, from its JSON form. Two versions
+/// with the same fingerprint are taken as the same.
+pub(crate) fn fingerprint<T: serde::Serialize>(object: &T) -> u64 {
+    struct HashWriter(std::hash::DefaultHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut writer = HashWriter(std::hash::DefaultHasher::new());
+    // Serializing a typed object to a writer that cannot fail does not fail.
+    drop(serde_json::to_writer(&mut writer, object));
+    writer.0.finish()
+}
+
+/// One file's version of an object.
+#[derive(Debug)]
+struct Version<I> {
+    file: Arc<Path>,
+    /// `None` when unknown: the next read of the file applies it.
+    fingerprint: Option<u64>,
+    identity: I,
+}
+
+/// The objects of one kind, by the file they came from.
+#[derive(Debug)]
+pub(crate) struct Index<K: Stub> {
+    /// The keys each file holds, sorted.
+    by_file: HashMap<Arc<Path>, Vec<ObjectKey>>,
+    /// Each file's version of each object, by path; the last one wins.
+    /// Nearly always one.
+    versions: HashMap<ObjectKey, Vec<Version<K::Identity>>>,
+}
+
+impl<K: Stub> Default for Index<K> {
     fn default() -> Self {
         Self {
             by_file: HashMap::new(),
-            owners: BTreeMap::new(),
+            versions: HashMap::new(),
         }
     }
 }
 
-impl<K: ResourceExt + Clone + PartialEq> Index<K> {
-    /// Replaces what `path` contributes; returns an `Apply` for every object
-    /// whose winning version changed and a `Delete` for every object gone.
-    pub fn replace(&mut self, path: &Path, objects: Vec<K>) -> Vec<Event<K>> {
-        let mut new: Vec<(ObjectKey, K)> = objects.into_iter().map(|o| (key(&o), o)).collect();
-        // Stable sort, then keep the last of equal keys: a file that repeats
-        // an object means its last version.
-        new.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut deduped: Vec<(ObjectKey, K)> = Vec::with_capacity(new.len());
-        for entry in new {
-            match deduped.last_mut() {
-                Some(last) if last.0 == entry.0 => *last = entry,
-                _ => deduped.push(entry),
-            }
+/// What the end of a file's read gives.
+pub(crate) struct Finished<K> {
+    /// `Delete` for each object no file holds any more.
+    pub deletes: Vec<Event<K>>,
+    /// Files whose version of an object now wins, to re-read for it.
+    pub reread: Vec<Arc<Path>>,
+}
+
+/// A file's read in progress, for one kind.
+#[derive(Debug, Default)]
+pub(crate) struct FileKeys {
+    /// The keys the file held before.
+    old: Vec<ObjectKey>,
+    /// The keys read so far.
+    new: Vec<ObjectKey>,
+}
+
+impl<K: Stub + ResourceExt + serde::Serialize> Index<K> {
+    /// Starts reading `file` again.
+    pub fn begin(&mut self, file: &Path) -> FileKeys {
+        FileKeys {
+            old: self.by_file.remove(file).unwrap_or_default(),
+            new: Vec::new(),
         }
-        let new = deduped;
-        let contains = |list: &[(ObjectKey, K)], k: &ObjectKey| {
-            list.binary_search_by(|(x, _)| x.cmp(k)).is_ok()
+    }
+
+    /// Records `object` as read from `file`; gives it back when it changes
+    /// what wins (a new object, a new version, a version that now wins).
+    pub fn put(&mut self, file: &Arc<Path>, keys: &mut FileKeys, object: K) -> Option<K> {
+        let key = key(&object);
+        let print = fingerprint(&object);
+        let versions = self.versions.entry(key.clone()).or_default();
+        keys.new.push(key);
+        let at = versions.binary_search_by(|v| (*v.file).cmp(&**file));
+        let winner = match at {
+            Ok(i) => {
+                let version = versions.get_mut(i)?;
+                if version.fingerprint == Some(print) {
+                    return None;
+                }
+                version.fingerprint = Some(print);
+                version.identity = object.identity();
+                i + 1 == versions.len()
+            }
+            Err(i) => {
+                // Nearly always the only version: no room for four.
+                versions.reserve_exact(1);
+                versions.insert(
+                    i,
+                    Version {
+                        file: file.clone(),
+                        fingerprint: Some(print),
+                        identity: object.identity(),
+                    },
+                );
+                if versions.len() > 1 {
+                    let files: Vec<_> = versions.iter().map(|v| v.file.display()).collect();
+                    tracing::warn!(object = %format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any()), ?files, "object defined in several files; the last file wins");
+                }
+                i + 1 == versions.len()
+            }
         };
-        let old = self.by_file.get(path);
-        let touched: BTreeSet<ObjectKey> = old
-            .into_iter()
-            .flat_map(|o| o.iter().map(|(k, _)| k))
-            .chain(new.iter().map(|(k, _)| k))
+        winner.then_some(object)
+    }
+
+    /// Ends reading `file`. A `complete` read lets go of the objects the
+    /// file no longer holds; an incomplete one (a document was not YAML)
+    /// keeps them, as the file last gave them.
+    pub fn finish(&mut self, file: &Arc<Path>, mut keys: FileKeys, complete: bool) -> Finished<K> {
+        let mut finished = Finished {
+            deletes: Vec::new(),
+            reread: Vec::new(),
+        };
+        let read: HashSet<&ObjectKey> = keys.new.iter().collect();
+        let gone: Vec<ObjectKey> = keys
+            .old
+            .iter()
+            .filter(|k| !read.contains(k))
             .cloned()
             .collect();
-        if touched.is_empty() {
-            return Vec::new();
-        }
-        let before: Vec<Option<K>> = touched.iter().map(|k| self.winner(k).cloned()).collect();
-        for k in old
-            .into_iter()
-            .flat_map(|o| o.iter().map(|(k, _)| k))
-            .filter(|k| !contains(&new, k))
-            .cloned()
-            .collect::<Vec<_>>()
-        {
-            if let Some(owners) = self.owners.get_mut(&k) {
-                owners.remove(path);
-                if owners.is_empty() {
-                    self.owners.remove(&k);
+        if complete {
+            for key in gone {
+                let Some(versions) = self.versions.get_mut(&key) else {
+                    continue;
+                };
+                let Ok(at) = versions.binary_search_by(|v| (*v.file).cmp(&**file)) else {
+                    continue;
+                };
+                let was_winner = at + 1 == versions.len();
+                let version = versions.remove(at);
+                match versions.last_mut() {
+                    None => {
+                        finished
+                            .deletes
+                            .push(Event::Delete(K::stub(&key, &version.identity)));
+                        self.versions.remove(&key);
+                    }
+                    Some(next) if was_winner => {
+                        next.fingerprint = None;
+                        finished.reread.push(next.file.clone());
+                    }
+                    Some(_) => {}
                 }
             }
-        }
-        for (k, _) in &new {
-            let owners = self.owners.entry(k.clone()).or_default();
-            if owners.insert(path.to_owned()) && owners.len() > 1 {
-                tracing::warn!(object = %format!("{}/{}", k.0, k.1), files = ?owners, "object defined in several files; the last file wins");
-            }
-        }
-        if new.is_empty() {
-            self.by_file.remove(path);
         } else {
-            self.by_file.insert(path.to_owned(), new);
+            keys.new.extend(gone);
         }
-        touched
-            .iter()
-            .zip(before)
-            .filter_map(|(k, before)| match (before, self.winner(k)) {
-                (Some(b), None) => Some(Event::Delete(b)),
-                (b, Some(a)) if b.as_ref() != Some(a) => Some(Event::Apply(a.clone())),
-                _ => None,
-            })
-            .collect()
+        keys.new.sort();
+        keys.new.dedup();
+        if !keys.new.is_empty() {
+            keys.new.shrink_to_fit();
+            self.by_file.insert(file.clone(), keys.new);
+        }
+        finished
     }
 
-    fn winner(&self, key: &ObjectKey) -> Option<&K> {
-        let file = self.owners.get(key)?.last()?;
-        let objects = self.by_file.get(file)?;
-        let at = objects.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
-        Some(&objects[at].1)
-    }
-
-    /// The winning version of the object `namespace/name`.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<&K> {
-        self.winner(&(namespace.to_owned(), name.to_owned()))
-    }
-
-    /// Every object, the winning version of each, by namespace and name.
-    pub fn objects(&self) -> impl Iterator<Item = &K> + '_ {
-        self.owners.keys().filter_map(|k| self.winner(k))
+    /// The number of objects.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.versions.len()
     }
 }
 
 fn key<K: ResourceExt>(object: &K) -> ObjectKey {
-    (object.namespace().unwrap_or_default(), object.name_any())
+    (
+        object.namespace().unwrap_or_default().into(),
+        object.name_any().into(),
+    )
 }
 
 #[cfg(test)]
@@ -140,52 +235,85 @@ mod tests {
         }
     }
 
-    fn names(events: &[Event<Service>]) -> Vec<String> {
-        events
-            .iter()
-            .map(|e| match e {
-                Event::Apply(s) => format!("apply {}", s.name_any()),
-                Event::Delete(s) => format!("delete {}", s.name_any()),
-                _ => unreachable!(),
-            })
-            .collect()
+    /// Reads a whole file's objects; the events it makes, as names.
+    fn read(index: &mut Index<Service>, file: &str, objects: Vec<Service>) -> Vec<String> {
+        let file: Arc<Path> = Path::new(file).into();
+        let mut keys = index.begin(&file);
+        let mut out: Vec<String> = objects
+            .into_iter()
+            .filter_map(|o| index.put(&file, &mut keys, o))
+            .map(|o| format!("apply {}", o.name_any()))
+            .collect();
+        let finished = index.finish(&file, keys, true);
+        out.extend(finished.deletes.iter().map(|e| match e {
+            Event::Delete(s) => format!("delete {}", s.name_any()),
+            _ => unreachable!(),
+        }));
+        out.extend(
+            finished
+                .reread
+                .iter()
+                .map(|f| format!("reread {}", f.display())),
+        );
+        out
     }
 
     #[test]
     fn only_changed_objects_become_events() {
         let mut index = Index::default();
-        let a = Path::new("/d/a.yaml");
+        let a = "/d/a.yaml";
         assert_eq!(
-            names(&index.replace(a, vec![svc("x", "1"), svc("y", "1")])),
+            read(&mut index, a, vec![svc("x", "1"), svc("y", "1")]),
             ["apply x", "apply y"]
         );
         assert_eq!(
-            names(&index.replace(a, vec![svc("x", "1"), svc("y", "2"), svc("z", "1")])),
+            read(
+                &mut index,
+                a,
+                vec![svc("x", "1"), svc("y", "2"), svc("z", "1")]
+            ),
             ["apply y", "apply z"]
         );
         assert_eq!(
-            names(&index.replace(a, vec![svc("y", "2")])),
+            read(&mut index, a, vec![svc("y", "2")]),
             ["delete x", "delete z"]
         );
-        assert!(index.replace(a, vec![svc("y", "2")]).is_empty());
-        assert_eq!(names(&index.replace(a, vec![])), ["delete y"]);
-        assert_eq!(index.objects().count(), 0);
+        assert!(read(&mut index, a, vec![svc("y", "2")]).is_empty());
+        assert_eq!(read(&mut index, a, vec![]), ["delete y"]);
+        assert_eq!(index.len(), 0);
         assert!(index.by_file.is_empty());
     }
 
     #[test]
-    fn the_last_file_wins_and_the_other_takes_over_when_it_goes() {
+    fn an_incomplete_read_withdraws_nothing() {
         let mut index = Index::default();
-        let (a, b) = (Path::new("/d/a.yaml"), Path::new("/d/b.yaml"));
-        index.replace(b, vec![svc("x", "b")]);
+        let file: Arc<Path> = Path::new("/d/a.yaml").into();
+        read(&mut index, "/d/a.yaml", vec![svc("x", "1"), svc("y", "1")]);
+        let mut keys = index.begin(&file);
+        assert!(index.put(&file, &mut keys, svc("x", "2")).is_some());
+        let finished = index.finish(&file, keys, false);
+        assert!(finished.deletes.is_empty());
+        assert_eq!(
+            read(&mut index, "/d/a.yaml", vec![]),
+            ["delete x", "delete y"]
+        );
+    }
+
+    #[test]
+    fn the_last_file_wins_and_the_other_is_reread_when_it_goes() {
+        let mut index = Index::default();
+        let (a, b) = ("/d/a.yaml", "/d/b.yaml");
+        assert_eq!(read(&mut index, b, vec![svc("x", "b")]), ["apply x"]);
         assert!(
-            index.replace(a, vec![svc("x", "a")]).is_empty(),
+            read(&mut index, a, vec![svc("x", "a")]).is_empty(),
             "a sorts before b: b still wins"
         );
-        let events = index.replace(b, vec![]);
-        assert!(
-            matches!(&events[..], [Event::Apply(s)] if s.spec.as_ref().unwrap().cluster_ip.as_deref() == Some("a"))
+        assert_eq!(read(&mut index, b, vec![]), ["reread /d/a.yaml"]);
+        assert_eq!(
+            read(&mut index, a, vec![svc("x", "a")]),
+            ["apply x"],
+            "the re-read applies a's version, though it did not change"
         );
-        assert_eq!(index.objects().count(), 1);
+        assert_eq!(index.len(), 1);
     }
 }

@@ -3,20 +3,23 @@
 //! ConfigMaps (the stream-services ones count) and lists of them. Other
 //! kinds are ignored.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
-use kube_ipvs_controller::{ConfigMapRef, StreamConfig};
+use kube_ipvs_controller::StreamConfig;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::index::Index;
+use super::documents::FileReader;
+use super::index::{FileKeys, Index};
 use super::trim::Trim;
-use super::Error;
+use super::{Error, SourceEvent};
 
 /// Labels whose presence keeps an object out, as [`super::PROXY_LABEL_SELECTOR`]
 /// keeps it out of a watch. `service-proxy-name` is not among them: whose
@@ -88,17 +91,6 @@ pub struct Manifest {
     pub config_maps: Vec<ConfigMap>,
 }
 
-/// What reading one file gave.
-#[derive(Debug)]
-pub(crate) enum FileRead {
-    /// The file is not there (any more).
-    Missing,
-    /// The file could not be used at all.
-    Failed(FileError),
-    /// Its objects, and the documents that could not be used.
-    Loaded(Manifest, Vec<FileError>),
-}
-
 /// Whether a directory entry is a manifest: `*.yaml`, `*.yml` or `*.json`,
 /// and not hidden (editors' swap and lock files, `..data` of a mounted
 /// ConfigMap).
@@ -130,62 +122,11 @@ pub(crate) fn manifest_paths(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(paths)
 }
 
-/// Reads and parses one file.
-pub(crate) fn read(path: &Path) -> FileRead {
-    match std::fs::read_to_string(path) {
-        Ok(text) => match parse(path, &text) {
-            Ok((manifest, errors)) => FileRead::Loaded(manifest, errors),
-            Err(error) => FileRead::Failed(error),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileRead::Missing,
-        Err(e) => FileRead::Failed(FileError {
-            path: path.to_owned(),
-            document: None,
-            reason: FileSkipReason::Read,
-            message: e.to_string(),
-        }),
-    }
-}
-
-/// Parses the text of one file: JSON if it is named `*.json`, else YAML.
-/// A syntax error fails the whole file; a document that is not a valid
-/// object of its kind is reported alone.
-pub fn parse(path: &Path, text: &str) -> Result<(Manifest, Vec<FileError>), FileError> {
-    let failed = |message: String| FileError {
-        path: path.to_owned(),
-        document: None,
-        reason: FileSkipReason::Parse,
-        message,
-    };
-    let documents: Vec<Value> = if path.extension().is_some_and(|e| e == "json") {
-        vec![serde_json::from_str(text).map_err(|e| failed(e.to_string()))?]
-    } else {
-        // The files are the operator's own, and may be large: no budget.
-        let mut options = serde_saphyr::Options::default();
-        options.budget = None;
-        serde_saphyr::from_multiple_with_options(text, options)
-            .map_err(|e| failed(e.to_string()))?
-    };
-    let mut manifest = Manifest::default();
-    let mut errors = Vec::new();
-    let single = documents.len() == 1;
-    for (i, document) in documents.into_iter().enumerate() {
-        if let Err((reason, message)) = manifest.add(document) {
-            errors.push(FileError {
-                path: path.to_owned(),
-                document: (!single).then_some(i),
-                reason,
-                message,
-            });
-        }
-    }
-    Ok((manifest, errors))
-}
-
 type DocumentError = (FileSkipReason, String);
 
 impl Manifest {
-    fn add(&mut self, mut document: Value) -> Result<(), DocumentError> {
+    /// Adds the objects of one document.
+    pub(crate) fn add(&mut self, mut document: Value) -> Result<(), DocumentError> {
         if document.is_null() {
             return Ok(());
         }
@@ -301,42 +242,61 @@ pub struct DirContents {
 
 /// Reads every manifest of a directory once. Bad files are in
 /// [`DirContents::errors`], for the caller to report; only an unreadable
-/// directory fails.
+/// directory fails. When files repeat an object, the last file's wins.
 pub fn load_dir(dir: &Path) -> Result<DirContents, Error> {
-    let mut indexes = Indexes::default();
+    fn keep<K: ResourceExt>(kept: &mut BTreeMap<(String, String), K>, objects: Vec<K>) {
+        for o in objects {
+            kept.insert((o.namespace().unwrap_or_default(), o.name_any()), o);
+        }
+    }
+    let (mut services, mut slices, mut nodes, mut config_maps) = Default::default();
     let mut errors = Vec::new();
     for path in manifest_paths(dir)? {
-        match read(&path) {
-            FileRead::Missing => {}
-            FileRead::Failed(error) => errors.push(error),
-            FileRead::Loaded(manifest, file_errors) => {
-                errors.extend(file_errors);
-                indexes.replace(&path, manifest);
+        let mut reader = match FileReader::open(&path) {
+            Ok(Some(reader)) => reader,
+            Ok(None) => continue,
+            Err(error) => {
+                errors.push(error);
+                continue;
             }
+        };
+        while let Some(parsed) = reader.next(&path) {
+            errors.extend(parsed.errors);
+            let m = parsed.manifest;
+            keep(&mut services, m.services);
+            keep(&mut slices, m.endpoint_slices);
+            keep(&mut nodes, m.nodes);
+            keep(&mut config_maps, m.config_maps);
         }
     }
     Ok(DirContents {
-        services: indexes.services.objects().cloned().collect(),
-        endpoint_slices: indexes.endpoint_slices.objects().cloned().collect(),
-        nodes: indexes.nodes.objects().cloned().collect(),
-        config_maps: indexes.config_maps.objects().cloned().collect(),
+        services: services.into_values().collect(),
+        endpoint_slices: slices.into_values().collect(),
+        nodes: nodes.into_values().collect(),
+        config_maps: config_maps.into_values().collect(),
         errors,
     })
 }
 
-/// The per-kind indexes of a directory, and which ConfigMaps are the
-/// stream-services ones.
+/// The per-kind indexes of a watched directory.
 #[derive(Debug, Default)]
 pub(crate) struct Indexes {
-    pub services: Index<Service>,
-    pub endpoint_slices: Index<EndpointSlice>,
-    pub nodes: Index<Node>,
-    /// Every ConfigMap ([`load_dir`]), or only the stream-services ones
-    /// (a watched directory, [`Indexes::new`]).
-    pub config_maps: Index<ConfigMap>,
-    /// `Some` for a watched directory: the ConfigMaps it keeps and makes
-    /// events of.
-    pub streams: Option<StreamConfig>,
+    services: Index<Service>,
+    endpoint_slices: Index<EndpointSlice>,
+    nodes: Index<Node>,
+    /// Only the stream-services ConfigMaps.
+    config_maps: Index<ConfigMap>,
+    /// The ConfigMaps to keep and make events of.
+    streams: StreamConfig,
+}
+
+/// A file's read in progress, for every kind.
+#[derive(Debug, Default)]
+pub(crate) struct Keys {
+    services: FileKeys,
+    endpoint_slices: FileKeys,
+    nodes: FileKeys,
+    config_maps: FileKeys,
 }
 
 impl Indexes {
@@ -344,7 +304,7 @@ impl Indexes {
     /// names, and make their events.
     pub fn new(streams: StreamConfig) -> Self {
         Indexes {
-            streams: Some(streams),
+            streams,
             ..Indexes::default()
         }
     }
@@ -359,60 +319,101 @@ impl Indexes {
             config_map.name_any(),
         );
         self.streams
-            .iter()
-            .flat_map(|s| s.config_maps())
+            .config_maps()
             .filter(move |(_, r)| r.namespace == namespace && r.name == name)
             .map(|(kind, _)| kind)
     }
 
     /// `event`, once per stream-services kind whose ConfigMap it is about.
-    fn stream_events(&self, event: Event<ConfigMap>) -> Vec<super::SourceEvent> {
+    fn stream_events(&self, event: Event<ConfigMap>) -> Vec<SourceEvent> {
         let (Event::Apply(c) | Event::Delete(c) | Event::InitApply(c)) = &event else {
             return Vec::new();
         };
         self.kinds_of(c)
-            .map(|kind| super::SourceEvent::StreamServices(kind, event.clone()))
+            .map(|kind| SourceEvent::StreamServices(kind, event.clone()))
             .collect()
     }
 
-    /// The stream-services ConfigMap `r` names, if the directory holds it.
-    pub fn config_map(&self, r: &ConfigMapRef) -> Option<&ConfigMap> {
-        self.config_maps.get(&r.namespace, &r.name)
+    /// Starts reading `path` again.
+    pub fn begin(&mut self, path: &Path) -> Keys {
+        Keys {
+            services: self.services.begin(path),
+            endpoint_slices: self.endpoint_slices.begin(path),
+            nodes: self.nodes.begin(path),
+            config_maps: self.config_maps.begin(path),
+        }
     }
 
-    /// Replaces what `path` contributes; returns the resulting events.
-    pub fn replace(&mut self, path: &Path, manifest: Manifest) -> Vec<super::SourceEvent> {
-        use super::SourceEvent;
-        let services = self
-            .services
-            .replace(path, manifest.services)
-            .into_iter()
-            .map(SourceEvent::Services);
+    /// Records one document's objects; returns the events of those that
+    /// changed (`InitApply` while `listing`, else `Apply`), Services first.
+    pub fn put(
+        &mut self,
+        path: &Arc<Path>,
+        keys: &mut Keys,
+        manifest: Manifest,
+        listing: bool,
+    ) -> Vec<SourceEvent> {
+        fn wrap<K>(listing: bool) -> impl Fn(K) -> Event<K> {
+            move |o| {
+                if listing {
+                    Event::InitApply(o)
+                } else {
+                    Event::Apply(o)
+                }
+            }
+        }
+        let mut events = Vec::new();
+        for s in manifest.services {
+            let put = self.services.put(path, &mut keys.services, s);
+            events.extend(put.map(wrap(listing)).map(SourceEvent::Services));
+        }
+        for s in manifest.endpoint_slices {
+            let put = self.endpoint_slices.put(path, &mut keys.endpoint_slices, s);
+            events.extend(put.map(wrap(listing)).map(SourceEvent::EndpointSlices));
+        }
+        for n in manifest.nodes {
+            let put = self.nodes.put(path, &mut keys.nodes, n);
+            events.extend(put.map(wrap(listing)).map(SourceEvent::Node));
+        }
+        for c in manifest.config_maps {
+            if self.kinds_of(&c).next().is_none() {
+                continue;
+            }
+            if let Some(c) = self.config_maps.put(path, &mut keys.config_maps, c) {
+                events.extend(self.stream_events(wrap(listing)(c)));
+            }
+        }
+        events
+    }
+
+    /// Ends reading `path` (see [`Index::finish`]): the `Delete` events,
+    /// and the files to read again for objects they now win.
+    pub fn finish(
+        &mut self,
+        path: &Arc<Path>,
+        keys: Keys,
+        complete: bool,
+    ) -> (Vec<SourceEvent>, Vec<Arc<Path>>) {
+        let services = self.services.finish(path, keys.services, complete);
         let slices = self
             .endpoint_slices
-            .replace(path, manifest.endpoint_slices)
+            .finish(path, keys.endpoint_slices, complete);
+        let nodes = self.nodes.finish(path, keys.nodes, complete);
+        let config_maps = self.config_maps.finish(path, keys.config_maps, complete);
+        let mut reread = services.reread;
+        reread.extend(slices.reread);
+        reread.extend(nodes.reread);
+        reread.extend(config_maps.reread);
+        let mut events: Vec<SourceEvent> = services
+            .deletes
             .into_iter()
-            .map(SourceEvent::EndpointSlices);
-        let nodes = self
-            .nodes
-            .replace(path, manifest.nodes)
-            .into_iter()
-            .map(SourceEvent::Node);
-        let mut config_maps = manifest.config_maps;
-        if self.streams.is_some() {
-            config_maps.retain(|c| self.kinds_of(c).next().is_some());
-        }
-        let config_maps: Vec<SourceEvent> = self
-            .config_maps
-            .replace(path, config_maps)
-            .into_iter()
-            .flat_map(|e| self.stream_events(e))
+            .map(SourceEvent::Services)
+            .chain(slices.deletes.into_iter().map(SourceEvent::EndpointSlices))
+            .chain(nodes.deletes.into_iter().map(SourceEvent::Node))
             .collect();
-        // Services first, so that a slice never arrives before its Service.
-        services
-            .chain(slices)
-            .chain(nodes)
-            .chain(config_maps)
-            .collect()
+        for c in config_maps.deletes {
+            events.extend(self.stream_events(c));
+        }
+        (events, reread)
     }
 }

@@ -10,12 +10,14 @@
 //!   ([`client_with`]: kubeconfig, `--master`, qps and burst).
 //! - [`manifest`]: parsing manifest files ([`load_dir`]).
 //! - [`dir`]: a watched directory of manifests ([`dir_source`]).
-//! - `index`: which file contributed which object.
+//! - `documents`: a manifest file read one document at a time.
+//! - `index`: which file contributed which object, by fingerprint.
 //! - `trim`: dropping the fields the agent never reads.
 
 mod client;
 pub mod cluster;
 pub mod dir;
+mod documents;
 mod index;
 pub mod manifest;
 mod trim;

@@ -62,6 +62,111 @@ impl Trim for Node {
     }
 }
 
+use super::index::{ObjectKey, Stub};
+use k8s_openapi::api::core::v1::ServiceSpec;
+
+fn meta(key: &ObjectKey) -> ObjectMeta {
+    ObjectMeta {
+        namespace: (!key.0.is_empty()).then(|| key.0.to_string()),
+        name: Some(key.1.to_string()),
+        ..ObjectMeta::default()
+    }
+}
+
+/// What the loop reads of a deleted Service: its addresses' families.
+#[derive(Clone, Debug)]
+pub(crate) struct ServiceIdentity {
+    cluster_ips: Option<Vec<String>>,
+    ip_families: Option<Vec<String>>,
+}
+
+impl Stub for Service {
+    type Identity = ServiceIdentity;
+
+    fn identity(&self) -> ServiceIdentity {
+        let spec = self.spec.as_ref();
+        let cluster_ips = spec.and_then(|s| match (&s.cluster_ips, &s.cluster_ip) {
+            (Some(ips), _) if !ips.is_empty() => Some(ips.clone()),
+            (_, Some(ip)) => Some(vec![ip.clone()]),
+            _ => None,
+        });
+        ServiceIdentity {
+            cluster_ips,
+            ip_families: spec.and_then(|s| s.ip_families.clone()),
+        }
+    }
+
+    fn stub(key: &ObjectKey, identity: &ServiceIdentity) -> Self {
+        Service {
+            metadata: meta(key),
+            spec: Some(ServiceSpec {
+                cluster_ips: identity.cluster_ips.clone(),
+                ip_families: identity.ip_families.clone(),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        }
+    }
+}
+
+/// The label naming an EndpointSlice's Service.
+const SERVICE_NAME: &str = "kubernetes.io/service-name";
+
+impl Stub for EndpointSlice {
+    /// The address type and the Service it belongs to.
+    type Identity = (Box<str>, Option<Box<str>>);
+
+    fn identity(&self) -> Self::Identity {
+        (
+            self.address_type.as_str().into(),
+            self.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME))
+                .map(|s| s.as_str().into()),
+        )
+    }
+
+    fn stub(key: &ObjectKey, (address_type, service): &Self::Identity) -> Self {
+        let mut metadata = meta(key);
+        metadata.labels = service
+            .as_ref()
+            .map(|s| [(SERVICE_NAME.to_owned(), s.to_string())].into());
+        EndpointSlice {
+            metadata,
+            address_type: address_type.to_string(),
+            endpoints: None,
+            ports: None,
+        }
+    }
+}
+
+impl Stub for Node {
+    type Identity = ();
+
+    fn identity(&self) {}
+
+    fn stub(key: &ObjectKey, (): &()) -> Self {
+        Node {
+            metadata: meta(key),
+            ..Node::default()
+        }
+    }
+}
+
+impl Stub for ConfigMap {
+    type Identity = ();
+
+    fn identity(&self) {}
+
+    fn stub(key: &ObjectKey, (): &()) -> Self {
+        ConfigMap {
+            metadata: meta(key),
+            ..ConfigMap::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,237 @@
+//! Reading a manifest file one document at a time.
+//!
+//! A `kubectl get -o yaml` dump or a generated file may hold thousands of
+//! documents. Parsing the whole text at once held the text, every
+//! document's value tree and every object together: 50 MB of YAML took
+//! more than 600 MiB. Here the file is cut at its document markers as it
+//! is read, and each document is parsed and converted before the next is
+//! read, so what is held is one document's text and value at a time.
+//!
+//! Cutting at the markers needs no parser: YAML forbids a line that starts
+//! with `---` or `...` followed by a space or the line's end inside any
+//! scalar (the spec's `c-forbidden`), so such a line always ends a document.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::manifest::{FileError, FileSkipReason, Manifest};
+
+/// The documents of a YAML text, read line by line.
+pub(crate) struct Documents<R> {
+    reader: R,
+    /// The marker line that started the next document, if one did.
+    carry: Option<String>,
+    eof: bool,
+}
+
+impl<R: BufRead> Documents<R> {
+    /// Documents read from `reader`.
+    pub fn new(reader: R) -> Self {
+        Documents {
+            reader,
+            carry: None,
+            eof: false,
+        }
+    }
+
+    /// Whether the text is all read: after a document, that it was the last.
+    pub fn at_end(&self) -> bool {
+        self.eof && self.carry.is_none()
+    }
+
+    /// The next document's text, `None` at the end. Documents with nothing
+    /// but comments and blank lines are passed over.
+    pub fn next_document(&mut self) -> std::io::Result<Option<String>> {
+        loop {
+            if self.at_end() {
+                return Ok(None);
+            }
+            let mut text = self.carry.take().unwrap_or_default();
+            let mut content = is_content(&text);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if self.reader.read_line(&mut line)? == 0 {
+                    self.eof = true;
+                    break;
+                }
+                if marker(&line, "---") {
+                    self.carry = Some(std::mem::take(&mut line));
+                    break;
+                }
+                if marker(&line, "...") {
+                    break;
+                }
+                content |= is_content(&line);
+                text.push_str(&line);
+            }
+            if content {
+                return Ok(Some(text));
+            }
+        }
+    }
+}
+
+/// Whether `line` is the document marker `mark`.
+fn marker(line: &str, mark: &str) -> bool {
+    line.strip_prefix(mark)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+}
+
+/// Whether a line (or the rest of a `---` line) says anything.
+fn is_content(line: &str) -> bool {
+    let line = line.strip_prefix("---").unwrap_or(line).trim();
+    !line.is_empty() && !line.starts_with('#')
+}
+
+/// One document parsed, with its place in the file.
+pub(crate) struct Parsed {
+    /// The document's objects.
+    pub manifest: Manifest,
+    /// What could not be used: a document that is not YAML makes the read
+    /// incomplete ([`Parsed::syntax`]); an invalid object is reported alone.
+    pub errors: Vec<FileError>,
+    /// Whether the text was not YAML or JSON at all.
+    pub syntax: bool,
+}
+
+/// A manifest file being read, document by document.
+pub(crate) enum FileReader {
+    /// A YAML file.
+    Yaml {
+        /// Its documents.
+        documents: Documents<BufReader<std::fs::File>>,
+        /// The next document's index.
+        next: usize,
+    },
+    /// A JSON file: one document, read whole.
+    Json(Option<std::fs::File>),
+}
+
+impl FileReader {
+    /// Opens `path`; `Ok(None)` when it is not there.
+    pub fn open(path: &Path) -> Result<Option<Self>, FileError> {
+        match std::fs::File::open(path) {
+            Ok(file) if path.extension().is_some_and(|e| e == "json") => {
+                Ok(Some(FileReader::Json(Some(file))))
+            }
+            Ok(file) => Ok(Some(FileReader::Yaml {
+                documents: Documents::new(BufReader::new(file)),
+                next: 0,
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FileError {
+                path: path.to_owned(),
+                document: None,
+                reason: FileSkipReason::Read,
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The next document, parsed; `None` at the end of the file.
+    pub fn next(&mut self, path: &Path) -> Option<Parsed> {
+        let error = |document, reason, message: String| FileError {
+            path: path.to_owned(),
+            document,
+            reason,
+            message,
+        };
+        let (value, document) = match self {
+            FileReader::Json(file) => {
+                let file = file.take()?;
+                let value = serde_json::from_reader::<_, Value>(BufReader::new(file));
+                (value.map_err(|e| e.to_string()), None)
+            }
+            FileReader::Yaml { documents, next } => {
+                let text = match documents.next_document() {
+                    Ok(Some(text)) => text,
+                    Ok(None) => return None,
+                    Err(e) => {
+                        // The rest of the file cannot be read.
+                        *documents = Documents::new(BufReader::new(empty_file()?));
+                        return Some(Parsed {
+                            manifest: Manifest::default(),
+                            errors: vec![error(None, FileSkipReason::Read, e.to_string())],
+                            syntax: true,
+                        });
+                    }
+                };
+                let index = *next;
+                *next += 1;
+                let single = index == 0 && documents.at_end();
+                (parse_yaml(&text), (!single).then_some(index))
+            }
+        };
+        let mut parsed = Parsed {
+            manifest: Manifest::default(),
+            errors: Vec::new(),
+            syntax: false,
+        };
+        match value {
+            Ok(value) => {
+                if let Err((reason, message)) = parsed.manifest.add(value) {
+                    parsed.errors.push(error(document, reason, message));
+                }
+            }
+            Err(message) => {
+                parsed.syntax = true;
+                parsed
+                    .errors
+                    .push(error(document, FileSkipReason::Parse, message));
+            }
+        }
+        Some(parsed)
+    }
+}
+
+/// A reader with nothing left, to end a file that failed mid-read.
+fn empty_file() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
+}
+
+fn parse_yaml(text: &str) -> Result<Value, String> {
+    // The files are the operator's own, and may be large: no budget.
+    let mut options = serde_saphyr::Options::default();
+    options.budget = None;
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn documents_of(text: impl Read) -> Documents<BufReader<impl Read>> {
+        Documents::new(BufReader::new(text))
+    }
+
+    fn split(text: &str) -> Vec<String> {
+        let mut docs = documents_of(text.as_bytes());
+        std::iter::from_fn(|| docs.next_document().unwrap()).collect()
+    }
+
+    #[test]
+    fn cuts_at_document_markers_only() {
+        assert_eq!(
+            split("a: 1\n---\nb: |\n  --- not a marker\n  x\n--- # c\nc: 3\n...\n# only a comment\n---\n\n"),
+            ["a: 1\n", "---\nb: |\n  --- not a marker\n  x\n", "--- # c\nc: 3\n"]
+        );
+        assert_eq!(split("---\na: 1"), ["---\na: 1"]);
+        assert_eq!(split("--- {a: 1}\n---x: 2\n"), ["--- {a: 1}\n---x: 2\n"]);
+        assert!(split("").is_empty());
+        assert!(split("# nothing\n---\n").is_empty());
+    }
+
+    #[test]
+    fn knows_a_single_document() {
+        let mut docs = documents_of("a: 1\n".as_bytes());
+        docs.next_document().unwrap();
+        assert!(docs.at_end());
+        let mut docs = documents_of("a: 1\n---\nb: 2\n".as_bytes());
+        docs.next_document().unwrap();
+        assert!(!docs.at_end());
+    }
+}

@@ -1,0 +1,233 @@
+//! A map kept as one vector sorted by key, for the small per-Service maps of
+//! the desired state.
+//!
+//! A Service has one virtual server per port and address (most have one or
+//! two) and a handful of real servers each. A `BTreeMap` node reserves room
+//! for eleven entries, so at 10,000 Services a tree per Service spent about
+//! 2 KiB where the entries need a tenth of it. Lookups are binary searches,
+//! and the API is the subset of `BTreeMap`'s that the mapping and the
+//! planner use, so iteration stays in key order.
+
+use std::borrow::Borrow;
+use std::fmt;
+
+/// A map sorted by key, in one vector.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct VecMap<K, V>(Vec<(K, V)>);
+
+impl<K, V> Default for VecMap<K, V> {
+    fn default() -> Self {
+        VecMap(Vec::new())
+    }
+}
+
+impl<K: fmt::Debug, V: fmt::Debug> fmt::Debug for VecMap<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, v)))
+            .finish()
+    }
+}
+
+impl<K: Ord, V> VecMap<K, V> {
+    /// An empty map.
+    pub fn new() -> Self {
+        VecMap(Vec::new())
+    }
+
+    fn find<Q: Ord + ?Sized>(&self, key: &Q) -> Result<usize, usize>
+    where
+        K: Borrow<Q>,
+    {
+        self.0.binary_search_by(|(k, _)| k.borrow().cmp(key))
+    }
+
+    /// The value at `key`.
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
+        let at = self.find(key).ok()?;
+        self.0.get(at).map(|(_, v)| v)
+    }
+
+    /// The value at `key`, to change it.
+    pub fn get_mut<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+    {
+        let at = self.find(key).ok()?;
+        self.0.get_mut(at).map(|(_, v)| v)
+    }
+
+    /// Whether the map holds `key`.
+    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        self.find(key).is_ok()
+    }
+
+    /// Sets `key` to `value`; returns the value it replaced.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self.find(&key) {
+            Ok(at) => self
+                .0
+                .get_mut(at)
+                .map(|slot| std::mem::replace(&mut slot.1, value)),
+            Err(at) => {
+                // Most maps hold one to a few entries: grow them one at a
+                // time, where a vector's first growth would reserve four.
+                if self.0.len() == self.0.capacity() && self.0.len() < 8 {
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(at, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
+        let at = self.find(key).ok()?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// Keeps the entries `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
+        self.0.retain_mut(|(k, v)| keep(k, v));
+    }
+}
+
+impl<K, V> VecMap<K, V> {
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The entries, by key.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&K, &V)> + ExactSizeIterator {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    /// The entries, by key, values to change.
+    pub fn iter_mut(
+        &mut self,
+    ) -> impl DoubleEndedIterator<Item = (&K, &mut V)> + ExactSizeIterator {
+        self.0.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + ExactSizeIterator {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    /// The values, by key.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    /// The values, by key, to change.
+    pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut V> + ExactSizeIterator {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
+
+    /// The first entry.
+    pub fn first_key_value(&self) -> Option<(&K, &V)> {
+        self.0.first().map(|(k, v)| (k, v))
+    }
+
+    /// Drops spare capacity: the maps of the desired state are built once
+    /// and then kept.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+}
+
+impl<K: Ord, V> FromIterator<(K, V)> for VecMap<K, V> {
+    /// Later entries replace earlier ones with the same key, as in a
+    /// `BTreeMap`.
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut entries: Vec<(K, V)> = iter.into_iter().collect();
+        // Stable: equal keys keep their order, and the last one is kept.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(K, V)> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match out.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => out.push(entry),
+            }
+        }
+        VecMap(out)
+    }
+}
+
+impl<K: Ord, V> Extend<(K, V)> for VecMap<K, V> {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<K: Ord, V, const N: usize> From<[(K, V); N]> for VecMap<K, V> {
+    fn from(entries: [(K, V); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+impl<K, V> IntoIterator for VecMap<K, V> {
+    type Item = (K, V);
+    type IntoIter = std::vec::IntoIter<(K, V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, K, V> IntoIterator for &'a VecMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn behaves_as_a_btree_map() {
+        let ops: Vec<(bool, u8, u32)> = (0..400u32)
+            .map(|i| (i % 3 != 0, (i * 37 % 23) as u8, i))
+            .collect();
+        let mut tree = BTreeMap::new();
+        let mut vec = VecMap::new();
+        for (insert, k, v) in ops {
+            if insert {
+                assert_eq!(vec.insert(k, v), tree.insert(k, v));
+            } else {
+                assert_eq!(vec.remove(&k), tree.remove(&k));
+            }
+            assert!(vec.iter().eq(tree.iter()));
+            assert_eq!(vec.get(&k), tree.get(&k));
+            assert_eq!(vec.contains_key(&k), tree.contains_key(&k));
+        }
+        let collected: VecMap<u8, u32> = [(3, 1), (1, 2), (3, 4)].into();
+        assert_eq!(collected.iter().collect::<Vec<_>>(), [(&1, &2), (&3, &4)]);
+        let mut one = VecMap::new();
+        one.insert(1u8, 1u32);
+        assert_eq!(one.0.capacity(), 1, "one entry, room for one");
+    }
+}
