@@ -170,7 +170,7 @@ impl Intent {
             Op::Ipvs(operation) => self
                 .owners
                 .get(operation.service_key())
-                .map(|owners| owners.iter().cloned().collect())
+                .map(|owners| owners.iter().map(|(o, _)| o.clone()).collect())
                 .unwrap_or_default(),
             Op::BindAddress(address) if self.wants_address(*address) => self
                 .services
