@@ -11,7 +11,15 @@
 #    restart over an unchanged cluster must keep at zero;
 # 4. one endpoint of one Service moved (write and rename of its file): time
 #    until the kernel shows it, and the writes it cost;
-# 5. peak RSS (VmHWM) of the --once run and of the watching agent.
+# 5. BENCH_CHANGES (200) more single-endpoint changes, one at a time, each
+#    after --ipvs-min-sync-period has passed: p50/p99 from the rename until
+#    the kernel shows it (polled), beside the syncs' own durations;
+# 6. standing still for BENCH_IDLE_S (60) seconds with --ipvs-sync-period
+#    30s: the agent's CPU per idle minute and per periodic resync, against
+#    the CPU of one `ipvsadm -Sn` of the same state;
+# 7. peak RSS (VmHWM) of the --once run and of the watching agent, and the
+#    cold sync's CPU split: the agent's user time against its system time
+#    (the kernel's work for its netlink writes runs in its sendmsg calls).
 set -euo pipefail
 cd /work
 # shellcheck source=/dev/null
@@ -33,6 +41,14 @@ say "cold sync of $SERVICES services x $ENDPOINTS endpoints"
 # Peak RSS of a process: its VmHWM, read without forking, at its last poll
 # (every 0.1 s) before it exits. (busybox's `time -v` reports ru_maxrss
 # four times too large, and GNU time is not in the guest.)
+# utime and stime of a process, in clock ticks (fields 14 and 15 of stat;
+# the command name, field 2, holds no space here).
+cpu_of() {
+	local f
+	read -ra f <"/proc/$1/stat"
+	echo "${f[13]} ${f[14]}"
+}
+tick=$(getconf CLK_TCK)
 hwm_of() {
 	local key value _
 	while read -r key value _; do
@@ -43,10 +59,13 @@ start=$(now_ns)
 kube-ipvs run "${flags[@]}" --metrics-bind-address '' --once >once.json 2>once.err &
 once=$!
 once_hwm_kib=0
+once_cpu="0 0"
 while hwm=$(hwm_of $once 2>/dev/null) && [[ -n $hwm ]]; do
 	once_hwm_kib=$hwm
+	once_cpu=$(cpu_of $once 2>/dev/null || echo "$once_cpu")
 	sleep 0.1
 done
+read -r once_user_ticks once_sys_ticks <<<"$once_cpu"
 wait $once || {
 	cat once.err >&2
 	exit 1
@@ -54,7 +73,7 @@ wait $once || {
 cold_ms=$(ms_since "$start")
 once_writes=$(sed -n 's/.*"writes":\([0-9]*\).*/\1/p' once.json)
 once_internal_ms=$(sed -n 's/.*"duration_ms":\([0-9.]*\).*/\1/p' once.json)
-say "cold: ${cold_ms} ms wall, ${once_writes} writes, agent says ${once_internal_ms} ms, peak RSS ${once_hwm_kib} KiB"
+say "cold: ${cold_ms} ms wall, ${once_writes} writes, agent says ${once_internal_ms} ms, peak RSS ${once_hwm_kib} KiB, CPU user ${once_user_ticks} sys ${once_sys_ticks} ticks (of 1/${tick} s, at its last poll)"
 
 # --- 2. ipvsadm -R -----------------------------------------------------------
 ipvsadm -Sn >rules
@@ -67,7 +86,7 @@ say "ipvsadm -R of $rule_lines lines: ${restore_ms} ms"
 
 # --- 3. watch mode over the restored state -----------------------------------
 kube-ipvs run "${flags[@]}" --metrics-bind-address 127.0.0.1:10249 \
-	--ipvs-min-sync-period 1s >agent.log 2>&1 &
+	--ipvs-min-sync-period 1s --ipvs-sync-period 30s >agent.log 2>&1 &
 agent=$!
 trap 'kill $agent 2>/dev/null || true' EXIT
 start=$(now_ns)
@@ -130,6 +149,66 @@ if stamp=$(grep -o '^[0-9T:.-]*Z' <<<"$change_line") && [[ -n $stamp ]]; then
 fi
 say "change: ${change_ms} ms to the kernel ($polls polls of ~${poll_ms} ms), $((after - before)) writes; $change_line"
 
+# --- 5. many single changes -----------------------------------------------------
+changes=${BENCH_CHANGES:-200}
+cp "/tmp/cluster/$CHANGED_FILE" change/moved.yaml
+cp cluster/"$CHANGED_FILE" change/original.yaml
+latencies=()
+for ((i = 0; i < changes; i++)); do
+	if ((i % 2 == 0)); then
+		file=original.yaml want=$OLD_ADDRESS
+	else
+		file=moved.yaml want=$NEW_ADDRESS
+	fi
+	# Past --ipvs-min-sync-period since the last sync: the change must go
+	# out as soon as it arrives.
+	sleep 1.1
+	cp "change/$file" "/tmp/cluster/.$CHANGED_FILE.tmp"
+	start=$(now_ns)
+	mv "/tmp/cluster/.$CHANGED_FILE.tmp" "/tmp/cluster/$CHANGED_FILE"
+	until ipvsadm -Ln -t "$vip" | grep -q " $want:8080 "; do
+		if (($(ms_since "$start") > 60000)); then
+			say "change $i never reached the kernel"
+			exit 1
+		fi
+	done
+	latencies+=("$(ms_since "$start")")
+done
+percentile() { # P, then the values
+	local p=$1
+	shift
+	printf '%s\n' "$@" | sort -n | awk -v p="$p" '{v[NR] = $1} END {i = int((NR * p + 99) / 100); if (i < 1) i = 1; print v[i]}'
+}
+p50_ms=$(percentile 50 "${latencies[@]}")
+p99_ms=$(percentile 99 "${latencies[@]}")
+sync_durations=$(grep 'sync="incremental"\|sync=incremental' agent.log | tail -n "$changes" |
+	sed -n 's/.* duration_ms=\([0-9.]*\).*/\1/p')
+sync_p50_ms=$(percentile 50 $sync_durations)
+sync_p99_ms=$(percentile 99 $sync_durations)
+say "$changes changes: rename to kernel p50 ${p50_ms} ms, p99 ${p99_ms} ms (polls of ~${poll_ms} ms); the syncs themselves p50 ${sync_p50_ms} ms, p99 ${sync_p99_ms} ms"
+
+# --- 6. standing still -----------------------------------------------------------
+idle_s=${BENCH_IDLE_S:-60}
+read -r u0 s0 <<<"$(cpu_of $agent)"
+full0=$(grep -c 'sync="full"\|sync=full' agent.log)
+sleep "$idle_s"
+read -r u1 s1 <<<"$(cpu_of $agent)"
+full1=$(grep -c 'sync="full"\|sync=full' agent.log)
+resyncs=$((full1 - full0))
+idle_cpu_ticks=$((u1 - u0 + s1 - s0))
+resync_ms=$(grep 'sync="full"\|sync=full' agent.log | tail -n 1 | sed -n 's/.* duration_ms=\([0-9.]*\).*/\1/p')
+# One ipvsadm -Sn of the same state: its CPU, from the shell's children times.
+save_cpu=$(
+	ipvsadm -Sn >/dev/null
+	times | tail -n 1
+)
+save_ticks=$(awk -v t="$tick" '{
+	n = 0
+	for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); n += (a[1] * 60 + a[2]) * t }
+	printf "%d", n + 0.5
+}' <<<"$save_cpu")
+say "idle ${idle_s} s: ${idle_cpu_ticks} ticks of CPU, ${resyncs} periodic resyncs (the last ${resync_ms} ms); one ipvsadm -Sn: ${save_ticks} ticks ($save_cpu)"
+
 watch_hwm_kib=$(hwm_of $agent)
 watch_rss_kib=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$agent/status)
 kill $agent
@@ -148,5 +227,14 @@ printf '"change_to_kernel_ms":%d,"change_poll_ms":%d,"change_logged_ms":%s,"chan
 printf '"change_writes":%d,"change_writes_log":%s,"change_vs_cold":%.4f,' \
 	"$((after - before))" "${change_writes:-null}" \
 	"$(awk -v a="$change_ms" -v b="$cold_ms" 'BEGIN {print a / b}')"
+printf '"changes":%d,"change_p50_ms":%d,"change_p99_ms":%d,"change_sync_p50_ms":%s,"change_sync_p99_ms":%s,' \
+	"$changes" "$p50_ms" "$p99_ms" "${sync_p50_ms:-null}" "${sync_p99_ms:-null}"
+printf '"idle_s":%d,"idle_cpu_ms":%d,"idle_cpu_ms_per_minute":%d,"idle_resyncs":%d,"resync_ms":%s,"resync_cpu_ms":%s,"ipvsadm_save_cpu_ms":%d,' \
+	"$idle_s" "$((idle_cpu_ticks * 1000 / tick))" "$((idle_cpu_ticks * 60000 / tick / idle_s))" "$resyncs" \
+	"${resync_ms:-null}" "$( ((resyncs > 0)) && echo $((idle_cpu_ticks * 1000 / tick / resyncs)) || echo null)" \
+	"$((save_ticks * 1000 / tick))"
+printf '"cold_user_cpu_ms":%d,"cold_sys_cpu_ms":%d,"cold_user_vs_sys":%.2f,' \
+	"$((once_user_ticks * 1000 / tick))" "$((once_sys_ticks * 1000 / tick))" \
+	"$(awk -v u="$once_user_ticks" -v s="$once_sys_ticks" 'BEGIN {print (s > 0) ? u / s : 0}')"
 printf '"once_peak_rss_kib":%d,"watch_peak_rss_kib":%d,"watch_rss_kib":%d}\n' \
 	"$once_hwm_kib" "$watch_hwm_kib" "$watch_rss_kib"
