@@ -1,5 +1,6 @@
 //! The manifest loader (`--from-dir`): a file's text through
-//! `source::manifest::parse` (JSON when it looks like JSON, else YAML), and
+//! `source::manifest::parse_text` (JSON when it looks like JSON, else YAML
+//! cut into documents as a file is), and
 //! its objects through the controller as the agent feeds them: the
 //! snapshot (Services, EndpointSlices, the Node, stream-services
 //! ConfigMaps), the desired state and its planning index.
@@ -20,9 +21,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Path::new("fuzz.yaml")
     };
-    let Ok((objects, _errors)) = manifest::parse(path, text) else {
-        return;
-    };
+    let (objects, _errors) = manifest::parse_text(path, text);
     let mut snapshot = Snapshot::new();
     snapshot.replace_services(objects.services.iter());
     snapshot.replace_slices(objects.endpoint_slices.iter());

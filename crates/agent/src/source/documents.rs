@@ -187,6 +187,38 @@ impl FileReader {
     }
 }
 
+/// A whole text read as the file `path` would be (JSON when its name says
+/// so, else YAML cut into documents): its objects, and what could not be
+/// used. The loader's entry for the fuzzer, which has text, not files.
+pub fn parse_text(path: &Path, text: &str) -> (Manifest, Vec<FileError>) {
+    let mut manifest = Manifest::default();
+    let mut errors = Vec::new();
+    let mut add = |value: Result<Value, String>, document: Option<usize>| {
+        let (reason, message) = match value.map(|v| manifest.add(v)) {
+            Ok(Ok(())) => return,
+            Ok(Err(failed)) => failed,
+            Err(message) => (FileSkipReason::Parse, message),
+        };
+        errors.push(FileError {
+            path: path.to_owned(),
+            document,
+            reason,
+            message,
+        });
+    };
+    if path.extension().is_some_and(|e| e == "json") {
+        add(serde_json::from_str(text).map_err(|e| e.to_string()), None);
+    } else {
+        let mut documents = Documents::new(text.as_bytes());
+        let mut index = 0;
+        while let Ok(Some(document)) = documents.next_document() {
+            add(parse_yaml(&document), Some(index));
+            index += 1;
+        }
+    }
+    (manifest, errors)
+}
+
 /// A reader with nothing left, to end a file that failed mid-read.
 fn empty_file() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()

@@ -21,6 +21,8 @@ use super::index::{FileKeys, Index};
 use super::trim::Trim;
 use super::{Error, SourceEvent};
 
+pub use super::documents::parse_text;
+
 /// Labels whose presence keeps an object out, as [`super::PROXY_LABEL_SELECTOR`]
 /// keeps it out of a watch. `service-proxy-name` is not among them: whose
 /// Service it is depends on `--service-proxy-name`, and the mapping decides
