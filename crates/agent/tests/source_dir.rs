@@ -478,3 +478,42 @@ async fn an_object_two_files_define_falls_back_to_the_other_file() {
     fs::remove_file(d.join("a.yaml")).unwrap();
     assert_eq!(consumer.take(1).await, ["svc delete web/x"]);
 }
+
+/// This thread's CPU time (user and system) in clock ticks.
+fn thread_cpu_ticks() -> u64 {
+    let stat = fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A watched directory costs nothing while it does not change. The
+/// listing's own open of the directory must not count as a change: taken
+/// for one, it rescanned the directory, whose listing opened it again,
+/// without end (a whole core at 10,000 files, found by `hack/bench-sync`'s
+/// idle measurement).
+#[tokio::test(flavor = "current_thread")]
+async fn a_directory_that_does_not_change_costs_no_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..300 {
+        write(
+            dir.path(),
+            &format!("svc-{i}.yaml"),
+            &service(&format!("svc-{i}"), 80),
+        );
+    }
+    let mut source = Consumer::start(dir.path());
+    source.until_all_listed().await;
+    // Let the listing's own file events arrive and pass.
+    let _ = tokio::time::timeout(Duration::from_millis(500), source.0.next()).await;
+    let before = thread_cpu_ticks();
+    let event = tokio::time::timeout(Duration::from_secs(2), source.0.next()).await;
+    let spent = thread_cpu_ticks() - before;
+    assert!(event.is_err(), "no event from an unchanged directory");
+    // Ticks are hundredths of a second: under a tenth of the two seconds.
+    assert!(spent < 20, "{spent} ticks of CPU in 2 s standing still");
+}

@@ -268,6 +268,14 @@ impl DirWatch {
         if event.need_rescan() {
             batch.rescan = true;
         }
+        // Opening or reading changes nothing, and our own reads and listings
+        // open the files and the directory: a rescan taken for the listing's
+        // own open of the directory would list it again, without end. Only a
+        // file closed after writing counts.
+        if matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write))
+        {
+            return;
+        }
         for path in event.paths {
             if path.parent() != Some(self.dir.as_path()) || !manifest::is_manifest(&path) {
                 // A link or directory may stand for manifests (`..data`).
