@@ -241,11 +241,9 @@ impl<D: Dataplane> Agent<D> {
                 () = &mut shutdown => break,
                 () = sleep_until_opt(resync_at), if resync_at.is_some() => {
                     self.schedule.resync_started();
-                    if let Ok(report) = self.full_sync().await {
-                        self.schedule.succeeded();
-                        drop(report);
-                    } else {
-                        self.schedule.failed();
+                    match self.full_sync().await {
+                        Ok(_) => self.schedule.succeeded(),
+                        Err(_) => self.schedule.failed(),
                     }
                 }
                 () = sleep_until_opt(change_sync_at), if change_sync_at.is_some() => {
