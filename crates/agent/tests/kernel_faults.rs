@@ -123,22 +123,16 @@ fn pod(name: &str) -> &'static str {
 
 /// `kube-ipvs run` against the API, with the suite's periods.
 fn start_agent(api: &Api, extra: &[&str]) -> Agent {
-    let mut args = vec![
-        "--kubeconfig",
-        api.kubeconfig(),
-        "--hostname-override",
-        "node-1",
-        "--metrics-bind-address",
-        "127.0.0.1:10249",
-        "--healthz-bind-address",
-        "127.0.0.1:10256",
+    let mut args = vec!["--kubeconfig", api.kubeconfig()];
+    args.extend_from_slice(&support::NODE_ARGS);
+    args.extend_from_slice(&[
         "--ipvs-sync-period",
         "10s",
         "--ipvs-min-sync-period",
         "1s",
         "--nodeport-addresses",
         "192.168.100.0/24",
-    ];
+    ]);
     args.extend_from_slice(extra);
     Agent::run(&args)
 }

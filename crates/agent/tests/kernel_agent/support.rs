@@ -169,19 +169,22 @@ pub struct Agent {
     pub log: PathBuf,
 }
 
+/// The node the kernel tests' agents run as, and where they serve metrics
+/// and health.
+pub const NODE_ARGS: [&str; 6] = [
+    "--hostname-override",
+    "node-1",
+    "--metrics-bind-address",
+    "127.0.0.1:10249",
+    "--healthz-bind-address",
+    "127.0.0.1:10256",
+];
+
 impl Agent {
     /// Starts `kube-ipvs run --from-dir dir` with `extra` flags.
     pub fn start(dir: &Path, extra: &[&str]) -> Agent {
-        let mut args = vec![
-            "--hostname-override",
-            "node-1",
-            "--metrics-bind-address",
-            "127.0.0.1:10249",
-            "--healthz-bind-address",
-            "127.0.0.1:10256",
-            "--ipvs-min-sync-period",
-            "100ms",
-        ];
+        let mut args = NODE_ARGS.to_vec();
+        args.extend_from_slice(&["--ipvs-min-sync-period", "100ms"]);
         args.extend_from_slice(extra);
         Agent::start_args(dir, &args)
     }
