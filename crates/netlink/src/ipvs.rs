@@ -159,25 +159,29 @@ impl Ipvs {
     }
 
     /// Every service with its real servers: one service dump, then the
-    /// per-service destination dumps pipelined many to a `sendmsg`.
+    /// per-service destination dumps pipelined many to a `sendmsg`, each
+    /// parsed as soon as it is complete (the messages of 100,000 real
+    /// servers are never held at once).
     pub fn dump_all(&mut self) -> Result<Vec<DumpedService>, Error> {
         let services = self.services()?;
         let requests = services
             .iter()
             .map(|s| self.dest_request(&s.service.key))
             .collect();
-        let results = self.socket.dumps(requests, self.dump_window);
+        let results = self
+            .socket
+            .dumps_into(requests, self.dump_window, |index, replies| {
+                parse_dests(replies, &services[index].service.key)
+            });
         services
             .into_iter()
             .zip(results)
             .map(|(service, result)| {
                 let key = service.service.key;
-                let destinations = result
-                    .and_then(|replies| parse_dests(replies, &key))
-                    .map_err(|source| Error::DumpDestinations {
-                        service: key,
-                        source,
-                    })?;
+                let destinations = result.map_err(|source| Error::DumpDestinations {
+                    service: key,
+                    source,
+                })?;
                 Ok(DumpedService {
                     service,
                     destinations,

@@ -347,9 +347,24 @@ impl NetlinkSocket {
     where
         I: NetlinkSerializable + NetlinkDeserializable + Debug,
     {
+        self.dumps_into(requests, window, |_, replies| Ok(replies))
+    }
+
+    /// [`Self::dumps`], each dump's replies handed to `convert` (with the
+    /// request's index) as soon as that dump is complete: only the
+    /// converted results are kept, not every dump's messages at once.
+    pub fn dumps_into<I, T>(
+        &mut self,
+        requests: Vec<NetlinkMessage<I>>,
+        window: usize,
+        mut convert: impl FnMut(usize, Vec<I>) -> io::Result<T>,
+    ) -> Vec<io::Result<T>>
+    where
+        I: NetlinkSerializable + NetlinkDeserializable + Debug,
+    {
         let max_window = window.max(1);
         let mut window = max_window;
-        let mut results: Vec<Option<io::Result<Vec<I>>>> = Vec::with_capacity(requests.len());
+        let mut results: Vec<Option<io::Result<T>>> = Vec::with_capacity(requests.len());
         results.resize_with(requests.len(), || None);
         let mut requests: Vec<Option<NetlinkMessage<I>>> = requests.into_iter().map(Some).collect();
         let mut queue: VecDeque<usize> = (0..requests.len()).collect();
@@ -403,7 +418,8 @@ impl NetlinkSocket {
                         retry.push(index);
                     } else {
                         completed += 1;
-                        results[index] = Some(errno_result(code).map(|()| data));
+                        results[index] =
+                            Some(errno_result(code).and_then(|()| convert(index, data)));
                     }
                 });
                 match received {
