@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
 
-use kube_ipvs_controller::{DesiredVirtualServer, Intent, Observed, Owner};
+use kube_ipvs_controller::{DesiredVirtualServer, Intent, Observed, ObservedRealServer, Owner};
+
+use crate::dataplane::kernel::TrafficStats;
 use kube_ipvs_netlink::{
-    DumpedRealServer, Protocol, RealServer, ServiceFlags, Stats, VirtualServer, VirtualServerKey,
+    Protocol, RealServer, ServiceFlags, Stats, VirtualServer, VirtualServerKey,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -224,7 +226,7 @@ pub fn from_intent(intent: &Intent) -> Document {
 pub fn from_observed(
     observed: &Observed,
     names: &BTreeMap<VirtualServerKey, String>,
-    stats: &BTreeMap<VirtualServerKey, Stats>,
+    stats: &TrafficStats,
     with_stats: bool,
 ) -> Document {
     let virtual_servers = observed
@@ -233,17 +235,25 @@ pub fn from_observed(
         .map(|vs| {
             let mut view = service_view(&vs.service, names.get(&vs.service.key).cloned());
             if with_stats {
-                view.stats = stats.get(&vs.service.key).copied().map(StatsView::from);
+                view.stats = stats
+                    .virtual_servers
+                    .get(&vs.service.key)
+                    .copied()
+                    .map(StatsView::from);
             }
             view.real_servers = vs
                 .real_servers
                 .values()
-                .map(|d: &DumpedRealServer| {
+                .map(|d: &ObservedRealServer| {
                     let mut r = real_server_view(&d.server);
                     r.active_connections = Some(d.counters.active_connections);
                     r.inactive_connections = Some(d.counters.inactive_connections);
                     if with_stats {
-                        r.stats = Some(d.counters.stats.into());
+                        r.stats = stats
+                            .real_servers
+                            .get(&(vs.service.key, d.server.key))
+                            .copied()
+                            .map(StatsView::from);
                     }
                     r
                 })

@@ -52,7 +52,7 @@ pub use health_check::{health_checks, HealthCheck};
 pub use intent::{Intent, Scope};
 pub use mirror::{endpoint_slices_from_endpoints, mirror_endpoints};
 pub use node::{node_object_addresses, node_object_addresses_checked, Eligibility, NodeInfo};
-pub use observed::{Observed, ObservedVirtualServer};
+pub use observed::{Connections, Observed, ObservedRealServer, ObservedVirtualServer};
 pub use op::Op;
 pub use plan::{plan, Draining, Extent, Plan, PlanConfig};
 pub use service::{valid_label_value, PortInfo, ServiceInfo, SERVICE_PROXY_NAME_LABEL};

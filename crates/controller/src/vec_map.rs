@@ -77,9 +77,11 @@ impl<K: Ord, V> VecMap<K, V> {
                 .map(|slot| std::mem::replace(&mut slot.1, value)),
             Err(at) => {
                 // Most maps hold one to a few entries: grow them one at a
-                // time, where a vector's first growth would reserve four.
-                if self.0.len() == self.0.capacity() && self.0.len() < 8 {
-                    self.0.reserve_exact(1);
+                // time, where a vector's first growth would reserve four,
+                // and larger ones by a quarter, where doubling would leave
+                // a map of ten real servers room for sixteen.
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact((self.0.len() / 4).max(1));
                 }
                 self.0.insert(at, (key, value));
                 None
@@ -181,6 +183,15 @@ impl<K: Ord, V> Extend<(K, V)> for VecMap<K, V> {
 impl<K: Ord, V, const N: usize> From<[(K, V); N]> for VecMap<K, V> {
     fn from(entries: [(K, V); N]) -> Self {
         entries.into_iter().collect()
+    }
+}
+
+impl<K: Ord + Borrow<Q>, Q: Ord + ?Sized, V> std::ops::Index<&Q> for VecMap<K, V> {
+    type Output = V;
+
+    /// The value at `key`; panics when there is none, as `BTreeMap`'s.
+    fn index(&self, key: &Q) -> &V {
+        self.get(key).expect("no entry found for key")
     }
 }
 

@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
-    plan, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, Observed, Op, Owner,
-    PlanConfig, Scope, ServiceRef, ServiceState, VecMap, VirtualServerKind,
+    plan, Connections, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, Observed,
+    ObservedRealServer, Op, Owner, PlanConfig, Scope, ServiceRef, ServiceState, VecMap,
+    VirtualServerKind,
 };
 use kube_ipvs_model::{
     DumpedRealServer, DumpedVirtualServer, Operation, Protocol, RealServer, RealServerCounters,
@@ -447,9 +448,9 @@ fn draining_setup(
         .real_servers
         .insert(
             gone.key,
-            DumpedRealServer {
+            ObservedRealServer {
                 server: gone,
-                counters: RealServerCounters {
+                counters: Connections {
                     active_connections: connections,
                     ..Default::default()
                 },

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use kube_ipvs_controller::{Observed, Op};
 use kube_ipvs_netlink::{
-    link::Link, DumpedRealServer, Ipvs, Operation, Route, Stats, VirtualServerKey,
+    link::Link, DumpedRealServer, Ipvs, Operation, RealServerKey, Route, Stats, VirtualServerKey,
 };
 
 use super::setup::sysctl;
@@ -18,6 +18,15 @@ pub use super::setup::{
     conn_reuse_mode, modprobe, open_ipvs, setup, ConntrackSettings, Setup, SetupError, Sysctls,
 };
 use super::{ApplyReport, Dataplane, DataplaneError, OperationFailure, Repaired};
+
+/// The traffic counters of one dump, for `dump --stats`.
+#[derive(Debug, Default)]
+pub struct TrafficStats {
+    /// Per virtual server.
+    pub virtual_servers: BTreeMap<VirtualServerKey, Stats>,
+    /// Per real server of a virtual server.
+    pub real_servers: BTreeMap<(VirtualServerKey, RealServerKey), Stats>,
+}
 
 /// The kernel's IPVS table and the dummy interface.
 pub struct KernelDataplane {
@@ -84,14 +93,30 @@ impl KernelDataplane {
     }
 
     /// One dump with the services' traffic counters too (for `dump --stats`).
-    pub fn observe_with_stats(
+    pub fn observe_with_stats(&mut self) -> Result<(Observed, TrafficStats), DataplaneError> {
+        let mut stats = TrafficStats::default();
+        let observed = self.observe_dump(Some(&mut stats))?;
+        Ok((observed, stats))
+    }
+
+    /// One dump; the traffic counters go to `stats` when asked for (the
+    /// reconciler keeps connection counts only).
+    fn observe_dump(
         &mut self,
-    ) -> Result<(Observed, BTreeMap<VirtualServerKey, Stats>), DataplaneError> {
+        stats: Option<&mut TrafficStats>,
+    ) -> Result<Observed, DataplaneError> {
         let dump = self.ipvs.dump_all().map_err(DataplaneError::DumpIpvs)?;
-        let stats = dump
-            .iter()
-            .map(|d| (d.service.service.key, d.service.stats))
-            .collect();
+        if let Some(stats) = stats {
+            for d in &dump {
+                let key = d.service.service.key;
+                stats.virtual_servers.insert(key, d.service.stats);
+                stats.real_servers.extend(
+                    d.destinations
+                        .iter()
+                        .map(|rs| ((key, rs.server.key), rs.counters.stats)),
+                );
+            }
+        }
         let addresses = if self.ifindex == 0 {
             Vec::new()
         } else {
@@ -104,11 +129,10 @@ impl KernelDataplane {
                 .filter(|a| !is_ipv6_link_local(a))
                 .collect()
         };
-        let observed = Observed::from_dump(
+        Ok(Observed::from_dump(
             dump.into_iter().map(|d| (d.service, d.destinations)),
             addresses,
-        );
-        Ok((observed, stats))
+        ))
     }
 }
 
@@ -118,7 +142,7 @@ fn is_ipv6_link_local(address: &IpAddr) -> bool {
 
 impl Dataplane for KernelDataplane {
     async fn observe(&mut self) -> Result<Observed, DataplaneError> {
-        self.observe_with_stats().map(|(observed, _)| observed)
+        self.observe_dump(None)
     }
 
     async fn destinations(

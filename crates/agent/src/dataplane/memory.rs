@@ -5,8 +5,8 @@ use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kube_ipvs_controller::{Observed, ObservedVirtualServer, Op};
-use kube_ipvs_netlink::{DumpedRealServer, Operation, RealServerCounters, VirtualServerKey};
+use kube_ipvs_controller::{Observed, ObservedRealServer, ObservedVirtualServer, Op};
+use kube_ipvs_netlink::{DumpedRealServer, Operation, VirtualServerKey};
 
 use super::{ApplyReport, Dataplane, DataplaneError, OperationFailure, Repaired};
 
@@ -99,9 +99,9 @@ impl MemoryKernel {
                 Some(o) if !o.real_servers.contains_key(&d.key) => {
                     o.real_servers.insert(
                         d.key,
-                        DumpedRealServer {
+                        ObservedRealServer {
                             server: *d,
-                            counters: RealServerCounters::default(),
+                            counters: Default::default(),
                         },
                     );
                     true
@@ -143,7 +143,7 @@ impl Dataplane for MemoryDataplane {
             .iter()
             .filter_map(|key| {
                 let vs = k.state.virtual_servers.get(key)?;
-                Some((*key, vs.real_servers.values().copied().collect()))
+                Some((*key, vs.real_servers.values().map(|&o| o.into()).collect()))
             })
             .collect())
     }
