@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
-    plan, DesiredState, Draining, Extent, Intent, Observed, Owner, PlanConfig, Scope, ServiceState,
+    plan, DesiredState, Draining, Extent, Intent, Observed, ObservedRealServer, Owner, PlanConfig,
+    Scope, ServiceState,
 };
 use kube_ipvs_netlink::VirtualServerKey;
 use serde::Serialize;
@@ -24,6 +25,11 @@ use crate::dataplane::{Dataplane, DataplaneError, Repaired};
 use crate::drain_state::DrainStore;
 use crate::error::Chain;
 use crate::metrics::Metrics;
+
+/// How many planned operations go to the dataplane in one `apply`: large
+/// enough for several full `sendmsg` batches, small enough that a cold sync's
+/// messages and results are a few megabytes at a time.
+const APPLY_CHUNK: usize = 8192;
 
 /// The kinds of sync the reconciler runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -240,7 +246,10 @@ impl<D: Dataplane> Reconciler<D> {
         })?;
         for (key, dests) in dumped {
             if let Some(vs) = self.observed.virtual_servers.get_mut(&key) {
-                vs.real_servers = dests.into_iter().map(|d| (d.server.key, d)).collect();
+                vs.real_servers = dests
+                    .into_iter()
+                    .map(|d| (d.server.key, ObservedRealServer::from(d)))
+                    .collect();
             }
         }
         let scope = Scope {
@@ -271,40 +280,53 @@ impl<D: Dataplane> Reconciler<D> {
                 Err(_) => {}
             }
         }
-        let applied = if planned.ops.is_empty() {
-            Default::default()
-        } else {
-            self.dataplane.apply(&planned.ops).await
-        };
-        let mut report = SyncReport {
-            sendmsg_calls: applied.sendmsg_calls,
-            ..Default::default()
-        };
-        for (op, result) in planned.ops.iter().zip(applied.results) {
-            tracing::debug!(%op, ok = result.is_ok(), "kernel write");
-            *report.operations.entry(op.kind()).or_default() += 1;
-            let outcome = match result {
-                Ok(()) => {
-                    self.observed.record(op);
-                    report.writes += 1;
-                    "success"
+        let mut report = SyncReport::default();
+        // Outcomes by operation kind, added to the metrics once per sync.
+        let mut outcomes: BTreeMap<(&'static str, bool), u64> = BTreeMap::new();
+        // The plan goes to the kernel a slice at a time: what the dataplane
+        // builds for a slice (its netlink messages and their results) lives
+        // only as long as the slice, and the plan gives back the memory of
+        // each slice it hands over (taken from the end of the reversed
+        // plan, shrunk in place), while the kernel cache grows with what
+        // was applied. A cold sync of 120,000 writes holds neither whole.
+        let mut ops = planned.ops;
+        ops.reverse();
+        while !ops.is_empty() {
+            let mut chunk = ops.split_off(ops.len().saturating_sub(APPLY_CHUNK));
+            chunk.reverse();
+            ops.shrink_to_fit();
+            let applied = self.dataplane.apply(&chunk).await;
+            report.sendmsg_calls += applied.sendmsg_calls;
+            for (op, result) in chunk.iter().zip(applied.results) {
+                tracing::debug!(%op, ok = result.is_ok(), "kernel write");
+                *report.operations.entry(op.kind()).or_default() += 1;
+                *outcomes.entry((op.kind(), result.is_ok())).or_default() += 1;
+                match result {
+                    Ok(()) => {
+                        self.observed.record(op);
+                        report.writes += 1;
+                    }
+                    Err(e) => {
+                        // Logged by the loop, which knows the Service and
+                        // limits the rate.
+                        tracing::debug!(error = %Chain(&e), "kernel operation failed");
+                        report.failures.push(Arc::new(e));
+                    }
                 }
-                Err(e) => {
-                    // Logged by the loop, which knows the Service and
-                    // limits the rate.
-                    tracing::debug!(error = %Chain(&e), "kernel operation failed");
-                    self.metrics
-                        .sync_errors
-                        .with_label_values(&[op.kind()])
-                        .inc();
-                    report.failures.push(Arc::new(e));
-                    "error"
-                }
-            };
+            }
+        }
+        for ((kind, ok), n) in outcomes {
+            let outcome = if ok { "success" } else { "error" };
             self.metrics
                 .operations
-                .with_label_values(&[op.kind(), outcome])
-                .inc();
+                .with_label_values(&[kind, outcome])
+                .inc_by(n);
+            if !ok {
+                self.metrics
+                    .sync_errors
+                    .with_label_values(&[kind])
+                    .inc_by(n);
+            }
         }
         let (virtual_servers, real_servers) = self.intent.counts();
         self.metrics.virtual_servers.set(virtual_servers as i64);
