@@ -240,8 +240,14 @@ impl<D: Dataplane> Agent<D> {
                 biased;
                 () = &mut shutdown => break,
                 () = sleep_until_opt(resync_at), if resync_at.is_some() => {
+                    let retry = self.schedule.retrying();
                     self.schedule.resync_started();
-                    match self.full_sync().await {
+                    let result = if retry {
+                        self.full_sync().await
+                    } else {
+                        self.periodic_resync().await
+                    };
+                    match result {
                         Ok(_) => self.schedule.succeeded(),
                         Err(_) => self.schedule.failed(),
                     }
@@ -290,6 +296,35 @@ impl<D: Dataplane> Agent<D> {
         );
         self.skips.set_last_full(desired.skipped.clone());
         let result = self.reconciler.full_sync(desired).await;
+        self.full_sync_ended(result)
+    }
+
+    /// The periodic resync: the kernel dumped and compared with the desired
+    /// state as the incremental syncs keep it, without mapping every Service
+    /// again (the desired state is mapped whole at start, after a relist and
+    /// when a failed sync is retried). Changes still pending are synced
+    /// first, so none is counted as programmed by a resync that left it
+    /// out. At 10,000 Services the whole mapping was a third of a resync's
+    /// CPU.
+    pub async fn periodic_resync(&mut self) -> Result<SyncReport, DataplaneError> {
+        if !self.schedule.synced_once() || self.pending.all {
+            return self.full_sync().await;
+        }
+        self.refresh_node_addresses().await;
+        if self.pending.all {
+            return self.full_sync().await;
+        }
+        if !self.pending.is_empty() {
+            self.sync_pending().await;
+        }
+        let result = self.reconciler.resync().await;
+        self.full_sync_ended(result)
+    }
+
+    fn full_sync_ended(
+        &mut self,
+        result: Result<SyncReport, DataplaneError>,
+    ) -> Result<SyncReport, DataplaneError> {
         if let Ok(report) = &result {
             if let Some(at) =
                 self.retries

@@ -79,6 +79,12 @@ impl Schedule {
         Some(earliest.max(Instant::now()))
     }
 
+    /// Whether the next full sync is a retry after a failure (and maps the
+    /// desired state whole again) rather than the periodic resync.
+    pub(crate) fn retrying(&self) -> bool {
+        self.retry_at.is_some()
+    }
+
     /// When the next full sync is due: a retry, or the periodic resync.
     pub(crate) fn resync_at(&self) -> Option<Instant> {
         self.retry_at.or(self.next_resync)
