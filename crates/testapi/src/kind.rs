@@ -82,7 +82,7 @@ impl Kind {
         }
     }
 
-    fn plural(self) -> &'static str {
+    pub(crate) fn plural(self) -> &'static str {
         match self {
             Kind::Service => "services",
             Kind::EndpointSlice => "endpointslices",
@@ -108,6 +108,17 @@ pub struct Route {
 }
 
 impl Route {
+    /// Matches a path naming one object, `{collection}/{name}` of a
+    /// namespaced collection (or of a cluster-wide kind's).
+    pub fn parse_object(path: &str) -> Option<(Route, String)> {
+        let (collection, name) = path.trim_end_matches('/').rsplit_once('/')?;
+        let route = Route::parse(collection)?;
+        if name.is_empty() || route.namespace.is_some() != route.kind.namespaced() {
+            return None;
+        }
+        Some((route, name.to_owned()))
+    }
+
     /// Matches a request path against the collections the server serves.
     pub fn parse(path: &str) -> Option<Route> {
         let path = path.trim_end_matches('/');

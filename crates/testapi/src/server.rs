@@ -256,7 +256,14 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(&shared, req)) }
+                        async move {
+                            if Route::parse(req.uri().path()).is_none() {
+                                if let Some((route, name)) = Route::parse_object(req.uri().path()) {
+                                    return Ok::<_, Infallible>(object(&shared, req, route, name).await);
+                                }
+                            }
+                            Ok::<_, Infallible>(handle(&shared, req))
+                        }
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
                     if let Err(error) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
@@ -266,6 +273,83 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
+    }
+}
+
+/// A get or a replace (`PUT`) of one object, as the API server answers
+/// them: the object, or a `Status`. A replace of an object that is not
+/// there is refused (404), as is a body naming another object (400).
+async fn object(
+    shared: &Shared,
+    req: Request<Incoming>,
+    route: Route,
+    name: String,
+) -> Response<Body> {
+    let namespace = route.namespace.unwrap_or_default();
+    let kind = route.kind;
+    if req.method() == Method::GET {
+        return match shared.store().get(kind, &namespace, &name) {
+            Some(json) => json_response(StatusCode::OK, Full::new(json).boxed_unsync()),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("{} \"{name}\" not found", kind.plural()),
+            ),
+        };
+    }
+    if req.method() != Method::PUT {
+        return status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "lists and watches are served, and gets and replaces of one object",
+        );
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 16 << 20)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
+    };
+    let object: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(object) => object,
+        Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
+    };
+    let meta = &object["metadata"];
+    let names_it = meta["name"].as_str() == Some(name.as_str())
+        && (!kind.namespaced() || meta["namespace"].as_str().is_none_or(|ns| ns == namespace));
+    if !names_it {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the name or namespace of the object does not match the request",
+        );
+    }
+    let mut store = shared.store();
+    if store.get(kind, &namespace, &name).is_none() {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("{} \"{name}\" not found", kind.plural()),
+        );
+    }
+    let mut object = object;
+    object["metadata"]["namespace"] = json!(namespace);
+    if !kind.namespaced() {
+        if let Some(meta) = object["metadata"].as_object_mut() {
+            meta.remove("namespace");
+        }
+    }
+    match store.apply(kind, object) {
+        Ok(_) => match store.get(kind, &namespace, &name) {
+            Some(json) => json_response(StatusCode::OK, Full::new(json).boxed_unsync()),
+            None => status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "the object is gone",
+            ),
+        },
+        Err(e) => status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
     }
 }
 

@@ -146,6 +146,14 @@ impl Store {
         Ok(rv)
     }
 
+    /// One object's JSON, as a get of it answers.
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Bytes> {
+        let ns = if kind.namespaced() { namespace } else { "" };
+        self.objects[kind.index()]
+            .get(&(ns.to_owned(), name.to_owned()))
+            .map(|o| o.json.clone())
+    }
+
     /// Deletes an object; returns the resource version of the deletion.
     pub fn delete(&mut self, kind: Kind, namespace: &str, name: &str) -> Option<u64> {
         let ns = if kind.namespaced() { namespace } else { "" };

@@ -148,3 +148,51 @@ async fn stopped_server_refuses_then_comes_back_with_its_objects() {
     let list = within(nodes.list(&ListParams::default())).await.unwrap();
     assert_eq!(list.items[0].metadata.name.as_deref(), Some("n1"));
 }
+
+/// A get and a replace of one object through the kube client, as a
+/// controller writes an EndpointSlice: the replace is a `MODIFIED` event to
+/// a watch, a replace of a missing object is 404 and one naming another
+/// object 400.
+#[tokio::test]
+async fn get_and_replace_one_object() {
+    let server = TestApiServer::start().await.unwrap();
+    server
+        .apply_json(Kind::Service, service("ns", "web", json!({})))
+        .unwrap();
+    let client = client(&server).await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "ns");
+    let mut web = within(services.get("web")).await.unwrap();
+    assert_eq!(web.spec.as_ref().unwrap().cluster_ip.as_deref(), Some("10.96.0.1"));
+    let version = web.metadata.resource_version.clone().unwrap();
+
+    let watch = within(services.watch(&WatchParams::default(), &version))
+        .await
+        .unwrap();
+    futures::pin_mut!(watch);
+    web.spec.as_mut().unwrap().cluster_ip = Some("10.96.0.2".into());
+    let replaced = within(services.replace("web", &Default::default(), &web))
+        .await
+        .unwrap();
+    assert_eq!(replaced.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.2"));
+    assert_ne!(replaced.metadata.resource_version.unwrap(), version);
+    match within(watch.next()).await {
+        Some(Ok(WatchEvent::Modified(s))) => {
+            assert_eq!(s.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.2"))
+        }
+        other => panic!("expected a MODIFIED event, got {other:?}"),
+    }
+
+    let missing = within(services.replace("gone", &Default::default(), &{
+        let mut s = web.clone();
+        s.metadata.name = Some("gone".into());
+        s
+    }))
+    .await;
+    assert!(matches!(missing, Err(kube::Error::Api(e)) if e.code == 404));
+    let other = within(services.replace("other", &Default::default(), &web)).await;
+    assert!(matches!(other, Err(kube::Error::Api(e)) if e.code == 400));
+    assert!(matches!(
+        within(services.get("gone")).await,
+        Err(kube::Error::Api(e)) if e.code == 404
+    ));
+}
