@@ -10,7 +10,8 @@
 #     the agent's sync log line, beside the syncs' own durations;
 #   - BENCH_IDLE_S (60) seconds standing still: CPU per idle minute and per
 #     periodic resync, against one `ipvsadm -Sn` of the same state;
-#   - `ipvsadm -R` of the same rules into an empty table, wall time.
+#   - `ipvsadm -R` of the same rules into an empty table, wall time
+#     (BENCH_RESTORE=0 skips it: 0 in the output).
 set -euo pipefail
 cd /work
 services=${BENCH_SERVICES:-10000}
@@ -164,12 +165,15 @@ wait $agent || true
 agent=
 
 # --- ipvsadm -R of the same rules ---------------------------------------------------
-ipvsadm -Sn >rules
-ipvsadm -C
-start=$(now_ns)
-ipvsadm -R <rules
-restore_ms=$(ms_since "$start")
-say "ipvsadm -R of $(wc -l <rules) lines: ${restore_ms} ms"
+restore_ms=0
+if [[ ${BENCH_RESTORE:-1} == 1 ]]; then
+	ipvsadm -Sn >rules
+	ipvsadm -C
+	start=$(now_ns)
+	ipvsadm -R <rules
+	restore_ms=$(ms_since "$start")
+	say "ipvsadm -R of $(wc -l <rules) lines: ${restore_ms} ms"
+fi
 
 printf '{"source":"kubernetes","services":%d,"endpoints_per_service":%d,' "$services" "$endpoints"
 printf '"virtual_servers":%d,"real_servers":%d,"first_sync_ms":%d,' \
@@ -180,7 +184,7 @@ printf '"peak_rss_kib_later":%d,"rss_kib_later":%d,"settle_s":%d,"peak_rss_kib_e
 printf '"cold_user_cpu_ms":%d,"cold_sys_cpu_ms":%d,"cold_user_vs_sys":%.2f,"ipvsadm_restore_ms":%d,"first_sync_vs_restore":%.3f,' \
 	"$((cold_user * 1000 / tick))" "$((cold_sys * 1000 / tick))" \
 	"$(awk -v u="$cold_user" -v s="$cold_sys" 'BEGIN {print (s > 0) ? u / s : 0}')" \
-	"$restore_ms" "$(awk -v a="$first_sync_ms" -v b="$restore_ms" 'BEGIN {print a / b}')"
+	"$restore_ms" "$(awk -v a="$first_sync_ms" -v b="$restore_ms" 'BEGIN {print (b > 0) ? a / b : 0}')"
 printf '"changes":%d,"change_p50_ms":%d,"change_p99_ms":%d,"change_logged_p50_ms":%s,"change_logged_p99_ms":%s,"change_sync_p50_ms":%s,"change_sync_p99_ms":%s,' \
 	"$changes" "$p50_ms" "$p99_ms" "${logged_p50_ms:-null}" "${logged_p99_ms:-null}" "${sync_p50_ms:-null}" "${sync_p99_ms:-null}"
 printf '"idle_s":%d,"idle_cpu_ms_per_minute":%d,"idle_resyncs":%d,"resync_ms":%s,"resync_cpu_ms":%s,"ipvsadm_save_cpu_ms":%d,"ipvsadm_save_ms":%d}\n' \
