@@ -9,8 +9,9 @@
 //! - drain check: fresh counters of the virtual servers with draining real
 //!   servers, so they go as soon as their connections do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,9 @@ use crate::metrics::Metrics;
 /// enough for several full `sendmsg` batches, small enough that a cold sync's
 /// messages and results are a few megabytes at a time.
 const APPLY_CHUNK: usize = 8192;
+
+/// How many virtual servers one part of a full sync plans.
+const PLAN_CHUNK: usize = 512;
 
 /// The kinds of sync the reconciler runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -260,15 +264,60 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     async fn execute(&mut self, extent: Extent<'_>, started: Instant) -> SyncReport {
-        let planned = plan(
-            &self.observed,
-            &self.intent,
-            extent,
-            &self.config,
-            &self.draining,
-            Instant::now(),
-        );
-        self.draining = planned.draining;
+        let mut report = SyncReport::default();
+        // Outcomes by operation kind, added to the metrics once per sync.
+        let mut outcomes: BTreeMap<(&'static str, bool), u64> = BTreeMap::new();
+        match extent {
+            Extent::Scope(scope) => {
+                self.plan_and_apply(Extent::Scope(scope), &mut report, &mut outcomes)
+                    .await;
+            }
+            Extent::All => {
+                // A full sync is planned and applied in parts: every address
+                // first (binds, and the virtual servers of addresses going
+                // away with their unbinds), then the virtual servers
+                // PLAN_CHUNK at a time, each part planned against the cache
+                // as the parts before it left it. Each virtual server is
+                // compared exactly as in one plan of everything; a cold sync
+                // of 120,000 writes never holds its whole plan.
+                let addresses: BTreeSet<IpAddr> = self
+                    .observed
+                    .addresses
+                    .iter()
+                    .chain(self.intent.addresses())
+                    .copied()
+                    .collect();
+                let scope = Scope {
+                    keys: BTreeSet::new(),
+                    addresses,
+                };
+                self.plan_and_apply(Extent::Scope(&scope), &mut report, &mut outcomes)
+                    .await;
+                let keys: BTreeSet<VirtualServerKey> = self
+                    .observed
+                    .virtual_servers
+                    .keys()
+                    .chain(self.intent.keys())
+                    .copied()
+                    .collect();
+                let keys: Vec<VirtualServerKey> = keys.into_iter().collect();
+                for part in keys.chunks(PLAN_CHUNK) {
+                    let scope = Scope {
+                        keys: part.iter().copied().collect(),
+                        addresses: BTreeSet::new(),
+                    };
+                    self.plan_and_apply(Extent::Scope(&scope), &mut report, &mut outcomes)
+                        .await;
+                }
+                // Drains of real servers no longer in the kernel are over.
+                let observed = &self.observed.virtual_servers;
+                self.draining.retain(|(key, rs), _| {
+                    observed
+                        .get(key)
+                        .is_some_and(|vs| vs.real_servers.contains_key(rs))
+                });
+            }
+        }
         if let Some(store) = &mut self.drain_store {
             // Logged once per run of failures: the next sync tries again.
             match store.store(&self.draining) {
@@ -280,9 +329,44 @@ impl<D: Dataplane> Reconciler<D> {
                 Err(_) => {}
             }
         }
-        let mut report = SyncReport::default();
-        // Outcomes by operation kind, added to the metrics once per sync.
-        let mut outcomes: BTreeMap<(&'static str, bool), u64> = BTreeMap::new();
+        for ((kind, ok), n) in outcomes {
+            let outcome = if ok { "success" } else { "error" };
+            self.metrics
+                .operations
+                .with_label_values(&[kind, outcome])
+                .inc_by(n);
+            if !ok {
+                self.metrics
+                    .sync_errors
+                    .with_label_values(&[kind])
+                    .inc_by(n);
+            }
+        }
+        let (virtual_servers, real_servers) = self.intent.counts();
+        self.metrics.virtual_servers.set(virtual_servers as i64);
+        self.metrics.real_servers.set(real_servers as i64);
+        // The loop records the duration by kind of sync (and family).
+        report.duration = started.elapsed();
+        report
+    }
+
+    /// Plans `extent` against the cache, applies the plan and records what
+    /// the kernel took.
+    async fn plan_and_apply(
+        &mut self,
+        extent: Extent<'_>,
+        report: &mut SyncReport,
+        outcomes: &mut BTreeMap<(&'static str, bool), u64>,
+    ) {
+        let planned = plan(
+            &self.observed,
+            &self.intent,
+            extent,
+            &self.config,
+            &self.draining,
+            Instant::now(),
+        );
+        self.draining = planned.draining;
         // The plan goes to the kernel a slice at a time: what the dataplane
         // builds for a slice (its netlink messages and their results) lives
         // only as long as the slice, and the plan gives back the memory of
@@ -315,24 +399,5 @@ impl<D: Dataplane> Reconciler<D> {
                 }
             }
         }
-        for ((kind, ok), n) in outcomes {
-            let outcome = if ok { "success" } else { "error" };
-            self.metrics
-                .operations
-                .with_label_values(&[kind, outcome])
-                .inc_by(n);
-            if !ok {
-                self.metrics
-                    .sync_errors
-                    .with_label_values(&[kind])
-                    .inc_by(n);
-            }
-        }
-        let (virtual_servers, real_servers) = self.intent.counts();
-        self.metrics.virtual_servers.set(virtual_servers as i64);
-        self.metrics.real_servers.set(real_servers as i64);
-        // The loop records the duration by kind of sync (and family).
-        report.duration = started.elapsed();
-        report
     }
 }
