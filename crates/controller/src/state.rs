@@ -9,7 +9,7 @@ use kube_ipvs_model::{RealServer, RealServerKey, VirtualServer, VirtualServerKey
 
 use crate::service_ref::{Owner, ServiceRef, StreamEntryRef};
 use crate::skip::{SkipKind, SkipReason, Skipped};
-use crate::vec_map::VecMap;
+use crate::vec_map::{VecMap, VecSet};
 
 /// One virtual server the cluster wants, with the Service port it serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ pub struct ServiceState {
     pub virtual_servers: VecMap<VirtualServerKey, DesiredVirtualServer>,
     /// The addresses it needs bound on the dummy interface (cluster IPs,
     /// external IPs, load-balancer IPs; never node addresses).
-    pub addresses: BTreeSet<IpAddr>,
+    pub addresses: VecSet<IpAddr>,
     /// For a stream-services entry, the Service its virtual servers forward
     /// to; `None` for a Service.
     pub target: Option<ServiceRef>,

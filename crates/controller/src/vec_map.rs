@@ -213,10 +213,149 @@ impl<'a, K, V> IntoIterator for &'a VecMap<K, V> {
     }
 }
 
+/// A set kept as one sorted vector, for the small per-Service sets of the
+/// desired state (a Service's addresses: one or two, where a `BTreeSet`
+/// node reserves room for eleven). The API is the subset of `BTreeSet`'s
+/// the mapping uses; iteration is in order.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct VecSet<T>(Vec<T>);
+
+impl<T> Default for VecSet<T> {
+    fn default() -> Self {
+        VecSet(Vec::new())
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for VecSet<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.iter()).finish()
+    }
+}
+
+impl<T: Ord> VecSet<T> {
+    /// An empty set.
+    pub fn new() -> Self {
+        VecSet(Vec::new())
+    }
+
+    /// Adds `value`; whether it was not there.
+    pub fn insert(&mut self, value: T) -> bool {
+        match self.0.binary_search(&value) {
+            Ok(_) => false,
+            Err(at) => {
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact((self.0.len() / 4).max(1));
+                }
+                self.0.insert(at, value);
+                true
+            }
+        }
+    }
+
+    /// Whether the set holds `value`.
+    pub fn contains(&self, value: &T) -> bool {
+        self.0.binary_search(value).is_ok()
+    }
+
+    /// Removes `value`; whether it was there.
+    pub fn remove(&mut self, value: &T) -> bool {
+        match self.0.binary_search(value) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl<T> VecSet<T> {
+    /// Removes every value.
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+}
+
+impl<T: Ord> FromIterator<T> for VecSet<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let mut values: Vec<T> = iter.into_iter().collect();
+        values.sort();
+        values.dedup();
+        values.shrink_to_fit();
+        VecSet(values)
+    }
+}
+
+impl<T: Ord> Extend<T> for VecSet<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        for value in iter {
+            self.insert(value);
+        }
+    }
+}
+
+impl<T: Ord, const N: usize> From<[T; N]> for VecSet<T> {
+    fn from(values: [T; N]) -> Self {
+        values.into_iter().collect()
+    }
+}
+
+impl<T> IntoIterator for VecSet<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a VecSet<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn vec_set_behaves_as_a_btree_set() {
+        let mut tree = BTreeSet::new();
+        let mut vec = VecSet::new();
+        for i in 0..400u32 {
+            let v = (i * 37 % 23) as u8;
+            if i % 3 == 0 {
+                assert_eq!(vec.remove(&v), tree.remove(&v));
+            } else {
+                assert_eq!(vec.insert(v), tree.insert(v));
+            }
+            assert_eq!(vec.contains(&v), tree.contains(&v));
+            assert_eq!(vec.len(), tree.len());
+            assert!(vec.iter().eq(tree.iter()));
+        }
+        let collected: VecSet<u8> = [3, 1, 3, 2].into_iter().collect();
+        assert_eq!(collected.iter().copied().collect::<Vec<_>>(), [1, 2, 3]);
+    }
 
     #[test]
     fn behaves_as_a_btree_map() {

@@ -207,7 +207,10 @@ fn each_port_goes_to_its_own_service_on_the_load_balancer_ip_and_the_node_port()
         state.target,
         Some(ServiceRef::new("default", "layanan-xyz-port-10000"))
     );
-    assert_eq!(state.addresses, BTreeSet::from([LB.parse().unwrap()]));
+    assert_eq!(
+        state.addresses.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([LB.parse().unwrap()])
+    );
     assert!(w.skipped().is_empty(), "{:?}", w.skipped());
     assert!(d.conflicts().is_empty());
     assert_eq!(

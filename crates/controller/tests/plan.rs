@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
     plan, Connections, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, Observed,
-    ObservedRealServer, Op, Owner, PlanConfig, Scope, ServiceRef, ServiceState, VecMap,
+    ObservedRealServer, Op, Owner, PlanConfig, Scope, ServiceRef, ServiceState, VecMap, VecSet,
     VirtualServerKind,
 };
 use kube_ipvs_model::{
@@ -46,7 +46,7 @@ fn service(vip: &str, proto: Protocol, port: u16, endpoints: &[&str]) -> Service
     };
     ServiceState {
         virtual_servers: VecMap::from([(k, vs)]),
-        addresses: BTreeSet::from([ip(vip)]),
+        addresses: VecSet::from([ip(vip)]),
         target: None,
     }
 }
