@@ -162,7 +162,10 @@ async fn get_and_replace_one_object() {
     let client = client(&server).await;
     let services: Api<Service> = Api::namespaced(client.clone(), "ns");
     let mut web = within(services.get("web")).await.unwrap();
-    assert_eq!(web.spec.as_ref().unwrap().cluster_ip.as_deref(), Some("10.96.0.1"));
+    assert_eq!(
+        web.spec.as_ref().unwrap().cluster_ip.as_deref(),
+        Some("10.96.0.1")
+    );
     let version = web.metadata.resource_version.clone().unwrap();
 
     let watch = within(services.watch(&WatchParams::default(), &version))
@@ -173,7 +176,10 @@ async fn get_and_replace_one_object() {
     let replaced = within(services.replace("web", &Default::default(), &web))
         .await
         .unwrap();
-    assert_eq!(replaced.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.2"));
+    assert_eq!(
+        replaced.spec.unwrap().cluster_ip.as_deref(),
+        Some("10.96.0.2")
+    );
     assert_ne!(replaced.metadata.resource_version.unwrap(), version);
     match within(watch.next()).await {
         Some(Ok(WatchEvent::Modified(s))) => {
