@@ -57,7 +57,7 @@ fn desired() -> DesiredState {
                 addresses: VecSet::from([vip(i)]),
                 target: None,
             };
-            (ServiceRef::new("default", &format!("svc-{i}")), state)
+            (ServiceRef::new("default", format!("svc-{i}")), state)
         })
         .collect();
     DesiredState {
@@ -166,16 +166,19 @@ async fn a_full_sync_in_parts_does_what_one_plan_of_everything_does() {
     let report = reconciler.full_sync(desired()).await.unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
 
-    let kernel = dataplane.kernel();
+    let (writes, state) = {
+        let kernel = dataplane.kernel();
+        (kernel.writes.clone(), kernel.state.clone())
+    };
     // SERVICES is several parts of 512: the parts wrote what one plan would.
     assert!(whole.ops.len() > 2_000, "{} operations", whole.ops.len());
-    assert_eq!(counts(&kernel.writes), counts(&whole.ops));
+    assert_eq!(counts(&writes), counts(&whole.ops));
     assert_eq!(report.writes, whole.ops.len());
 
     // Each address is bound before a virtual server on it is created, and
     // unbound after every virtual server on it is gone.
-    let at = |wanted: &Op| kernel.writes.iter().position(|op| op == wanted);
-    for (i, op) in kernel.writes.iter().enumerate() {
+    let at = |wanted: &Op| writes.iter().position(|op| op == wanted);
+    for (i, op) in writes.iter().enumerate() {
         if let Op::Ipvs(Operation::NewService(vs)) = op {
             let address = vs.key.address().unwrap();
             if let Some(bind) = at(&Op::BindAddress(address)) {
@@ -183,7 +186,7 @@ async fn a_full_sync_in_parts_does_what_one_plan_of_everything_does() {
             }
         }
         if let Op::UnbindAddress(address) = op {
-            assert!(!kernel.writes[i..].iter().any(
+            assert!(!writes[i..].iter().any(
                 |later| matches!(later, Op::Ipvs(Operation::DelService(k)) if k.address() == Some(*address))
             ));
         }
@@ -198,20 +201,19 @@ async fn a_full_sync_in_parts_does_what_one_plan_of_everything_does() {
         80,
     ));
     want.sort();
-    let have: Vec<VirtualServerKey> = kernel.state.virtual_servers.keys().copied().collect();
+    let have: Vec<VirtualServerKey> = state.virtual_servers.keys().copied().collect();
     assert_eq!(have, want);
     for i in 0..SERVICES {
-        let vs = &kernel.state.virtual_servers[&key(i)];
+        let vs = &state.virtual_servers[&key(i)];
         let servers: Vec<RealServer> = vs.real_servers.values().map(|r| r.server).collect();
         let expected: Vec<RealServer> = (0..4).map(|e| endpoint(i, e)).collect();
         assert_eq!(servers, expected, "service {i}");
     }
-    let bound: Vec<IpAddr> = kernel.state.addresses.iter().copied().collect();
+    let bound: Vec<IpAddr> = state.addresses.iter().copied().collect();
     let wanted: Vec<IpAddr> = intent.addresses().copied().collect();
     assert_eq!(bound, wanted);
 
     // A second full sync finds nothing to do.
-    drop(kernel);
     let again = reconciler.full_sync(desired()).await.unwrap();
     assert_eq!(again.writes, 0);
 }
