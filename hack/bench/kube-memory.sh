@@ -99,9 +99,14 @@ old=$(grep -o '"addresses":\["[^"]*"' <<<"$original" | head -n 1 | cut -d'"' -f4
 new=10.255.0.1
 moved=${original/\"$old\"/\"$new\"}
 say "changes: $ns/$name ($vip:80), $old <-> $new"
-put() { # path, body
+put() { # path, body: the answer's status line (bash's /dev/tcp: no HTTP client in the guest)
+	local status
+	exec 3<>/dev/tcp/127.0.0.1/6443
 	printf 'PUT %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
-		"$1" "${#2}" "$2" | busybox nc -w 10 127.0.0.1 6443 | head -n 1
+		"$1" "${#2}" "$2" >&3
+	IFS= read -r status <&3 || true
+	exec 3<&- 3>&-
+	echo "$status"
 }
 logged_since() { # start_ns: the newest incremental sync's log line less it
 	local line stamp ms tries=0
