@@ -14,12 +14,30 @@ use prometheus::HistogramVec;
 /// produced the slice happened; network programming latency runs from it.
 const TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
-/// The earliest change-trigger time per Service and family not yet programmed.
-#[derive(Debug, Default)]
-pub(crate) struct Triggers(BTreeMap<(ServiceRef, &'static str), SystemTime>);
+/// The earliest change-trigger time per Service and family not yet
+/// programmed, for changes made since the agent started.
+#[derive(Debug)]
+pub(crate) struct Triggers {
+    /// When the agent started: older trigger times are not its latency.
+    since: SystemTime,
+    pending: BTreeMap<(ServiceRef, &'static str), SystemTime>,
+}
 
 impl Triggers {
-    /// Remembers when the change behind a slice happened.
+    /// Tracks changes made after `since`.
+    pub(crate) fn since(since: SystemTime) -> Self {
+        Triggers {
+            since,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// Remembers when the change behind a slice happened, when that was
+    /// after the agent started. As kube-proxy's
+    /// `EndpointsChangeTracker.EndpointSliceUpdate` (`t.After(trackerStartTime)`):
+    /// the slices of the initial list carry the time of their last change,
+    /// often days before, which is no latency of this agent's (and at
+    /// 10,000 Services their keys were 1.6 MiB of the first sync's peak).
     pub(crate) fn note(&mut self, slice: &EndpointSlice) {
         let Some(at) = slice.annotations().get(TRIGGER_TIME) else {
             return;
@@ -27,6 +45,9 @@ impl Triggers {
         let Ok(at) = at.parse::<jiff::Timestamp>() else {
             return;
         };
+        if SystemTime::from(at) <= self.since {
+            return;
+        }
         let Some(service) = slice.labels().get("kubernetes.io/service-name") else {
             return;
         };
@@ -38,7 +59,7 @@ impl Triggers {
             ServiceRef::new(slice.namespace().unwrap_or_default(), service.clone()),
             family,
         );
-        self.0
+        self.pending
             .entry(key)
             .and_modify(|t| *t = (*t).min(at))
             .or_insert(at);
@@ -48,7 +69,7 @@ impl Triggers {
     /// the family of its slice.
     pub(crate) fn programmed(&mut self, histogram: &HistogramVec) {
         let wall = SystemTime::now();
-        for ((_, family), at) in std::mem::take(&mut self.0) {
+        for ((_, family), at) in std::mem::take(&mut self.pending) {
             if let Ok(latency) = wall.duration_since(at) {
                 histogram
                     .with_label_values(&[family])

@@ -102,7 +102,7 @@ impl<D: Dataplane> Agent<D> {
             schedule: Schedule::new(timing),
             retries: Retries::new(timing.sync_period),
             pending: Changed::default(),
-            triggers: Triggers::default(),
+            triggers: Triggers::since(std::time::SystemTime::now()),
             changes: PendingChanges::default(),
             families: vec![changes::FAMILIES[0]],
             skips: SkipLog::default(),
