@@ -122,6 +122,8 @@ logged_since() { # start_ns: the newest incremental sync's log line less it
 latencies=()
 logged=()
 for ((i = 0; i < changes; i++)); do
+	# The address moved back to may still be listed, draining at weight 0:
+	# only a weight above 0 is the change.
 	if ((i % 2 == 0)); then body=$moved want=$new; else body=$original want=$old; fi
 	sleep 1.1
 	start=$(now_ns)
@@ -130,7 +132,7 @@ for ((i = 0; i < changes; i++)); do
 		say "the replace was refused: $answer"
 		exit 1
 	}
-	until ipvsadm -Ln -t "$vip:80" | grep -q " $want:8080 "; do
+	until ipvsadm -Ln -t "$vip:80" | grep -Eq " $want:8080 +Masq +[1-9]"; do
 		if (($(ms_since "$start") > 60000)); then
 			say "change $i never reached the kernel"
 			cat agent.log >&2

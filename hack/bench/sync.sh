@@ -178,12 +178,13 @@ for ((i = 0; i < changes; i++)); do
 		file=moved.yaml want=$NEW_ADDRESS
 	fi
 	# Past --ipvs-min-sync-period since the last sync: the change must go
-	# out as soon as it arrives.
+	# out as soon as it arrives. The address moved back to may still be
+	# listed, draining at weight 0: only a weight above 0 is the change.
 	sleep 1.1
 	cp "change/$file" "/tmp/cluster/.$CHANGED_FILE.tmp"
 	start=$(now_ns)
 	mv "/tmp/cluster/.$CHANGED_FILE.tmp" "/tmp/cluster/$CHANGED_FILE"
-	until ipvsadm -Ln -t "$vip" | grep -q " $want:8080 "; do
+	until ipvsadm -Ln -t "$vip" | grep -Eq " $want:8080 +Masq +[1-9]"; do
 		if (($(ms_since "$start") > 60000)); then
 			say "change $i never reached the kernel"
 			exit 1
