@@ -115,6 +115,37 @@ impl Observed {
         }
     }
 
+    /// Builds the observed state from a dump whose real servers were kept
+    /// compact as they were read ([`ObservedRealServer`]s by key).
+    pub fn from_compact_dump(
+        dump: impl IntoIterator<
+            Item = (
+                DumpedVirtualServer,
+                VecMap<RealServerKey, ObservedRealServer>,
+            ),
+        >,
+        addresses: impl IntoIterator<Item = IpAddr>,
+    ) -> Self {
+        let virtual_servers = dump
+            .into_iter()
+            .map(|(vs, real_servers)| {
+                let mut service = vs.service;
+                service.flags = service.flags.configurable();
+                (
+                    service.key,
+                    ObservedVirtualServer {
+                        service,
+                        real_servers,
+                    },
+                )
+            })
+            .collect();
+        Observed {
+            virtual_servers,
+            addresses: addresses.into_iter().collect(),
+        }
+    }
+
     /// The number of real servers across every virtual server.
     pub fn real_server_count(&self) -> usize {
         self.virtual_servers

@@ -163,6 +163,23 @@ impl Ipvs {
     /// parsed as soon as it is complete (the messages of 100,000 real
     /// servers are never held at once).
     pub fn dump_all(&mut self) -> Result<Vec<DumpedService>, Error> {
+        Ok(self
+            .dump_all_with(|_, destinations| destinations)?
+            .into_iter()
+            .map(|(service, destinations)| DumpedService {
+                service,
+                destinations,
+            })
+            .collect())
+    }
+
+    /// [`Self::dump_all`], each service's real servers handed to `convert`
+    /// as soon as their dump is parsed, so a caller that keeps less than a
+    /// [`DumpedRealServer`] (its traffic counters) never holds every one.
+    pub fn dump_all_with<T>(
+        &mut self,
+        mut convert: impl FnMut(&VirtualServerKey, Vec<DumpedRealServer>) -> T,
+    ) -> Result<Vec<(DumpedVirtualServer, T)>, Error> {
         let services = self.services()?;
         let requests = services
             .iter()
@@ -171,7 +188,8 @@ impl Ipvs {
         let results = self
             .socket
             .dumps_into(requests, self.dump_window, |index, replies| {
-                parse_dests(replies, &services[index].service.key)
+                let key = &services[index].service.key;
+                parse_dests(replies, key).map(|d| convert(key, d))
             });
         services
             .into_iter()
@@ -182,10 +200,7 @@ impl Ipvs {
                     service: key,
                     source,
                 })?;
-                Ok(DumpedService {
-                    service,
-                    destinations,
-                })
+                Ok((service, destinations))
             })
             .collect()
     }

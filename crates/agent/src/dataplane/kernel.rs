@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use kube_ipvs_controller::{Observed, Op};
+use kube_ipvs_controller::{Observed, ObservedRealServer, Op, VecMap};
 use kube_ipvs_netlink::{
     link::Link, DumpedRealServer, Ipvs, Operation, RealServerKey, Route, Stats, VirtualServerKey,
 };
@@ -105,17 +105,30 @@ impl KernelDataplane {
         &mut self,
         stats: Option<&mut TrafficStats>,
     ) -> Result<Observed, DataplaneError> {
-        let dump = self.ipvs.dump_all().map_err(DataplaneError::DumpIpvs)?;
+        // Each virtual server's real servers become the cache's compact
+        // form as soon as their dump is read; the traffic counters are
+        // copied out only when asked for.
+        let mut stats = stats;
+        let dump = self
+            .ipvs
+            .dump_all_with(|key, destinations| {
+                if let Some(stats) = stats.as_deref_mut() {
+                    stats.real_servers.extend(
+                        destinations
+                            .iter()
+                            .map(|rs| ((*key, rs.server.key), rs.counters.stats)),
+                    );
+                }
+                destinations
+                    .into_iter()
+                    .map(|d| (d.server.key, ObservedRealServer::from(d)))
+                    .collect::<VecMap<_, _>>()
+            })
+            .map_err(DataplaneError::DumpIpvs)?;
         if let Some(stats) = stats {
-            for d in &dump {
-                let key = d.service.service.key;
-                stats.virtual_servers.insert(key, d.service.stats);
-                stats.real_servers.extend(
-                    d.destinations
-                        .iter()
-                        .map(|rs| ((key, rs.server.key), rs.counters.stats)),
-                );
-            }
+            stats
+                .virtual_servers
+                .extend(dump.iter().map(|(vs, _)| (vs.service.key, vs.stats)));
         }
         let addresses = if self.ifindex == 0 {
             Vec::new()
@@ -129,10 +142,7 @@ impl KernelDataplane {
                 .filter(|a| !is_ipv6_link_local(a))
                 .collect()
         };
-        Ok(Observed::from_dump(
-            dump.into_iter().map(|d| (d.service, d.destinations)),
-            addresses,
-        ))
+        Ok(Observed::from_compact_dump(dump, addresses))
     }
 }
 
