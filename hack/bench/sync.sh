@@ -182,6 +182,7 @@ for ((i = 0; i < changes; i++)); do
 	# listed, draining at weight 0: only a weight above 0 is the change.
 	sleep 1.1
 	cp "change/$file" "/tmp/cluster/.$CHANGED_FILE.tmp"
+	log_lines=$(wc -l <agent.log)
 	start=$(now_ns)
 	mv "/tmp/cluster/.$CHANGED_FILE.tmp" "/tmp/cluster/$CHANGED_FILE"
 	until ipvsadm -Ln -t "$vip" | grep -Eq " $want:8080 +Masq +[1-9]"; do
@@ -192,7 +193,14 @@ for ((i = 0; i < changes; i++)); do
 	done
 	latencies+=("$(ms_since "$start")")
 	logged+=("$(logged_since "$start")")
+	# A slow change shows what the agent logged meanwhile.
+	if ((latencies[-1] > 3000)); then
+		say "change $i took ${latencies[-1]} ms; the agent logged:"
+		tail -n "+$((log_lines + 1))" agent.log | head -n 30 >&2
+	fi
 done
+say "the agent's warnings: $(grep -c ' WARN ' agent.log || true)"
+grep ' WARN ' agent.log | head -n 20 >&2 || true
 percentile() { # P, then the values
 	local p=$1
 	shift
