@@ -91,28 +91,16 @@ impl Observed {
         dump: impl IntoIterator<Item = (DumpedVirtualServer, Vec<DumpedRealServer>)>,
         addresses: impl IntoIterator<Item = IpAddr>,
     ) -> Self {
-        let virtual_servers = dump
-            .into_iter()
-            .map(|(vs, dests)| {
+        Self::from_compact_dump(
+            dump.into_iter().map(|(vs, dests)| {
                 let real_servers = dests
                     .into_iter()
                     .map(|d| (d.server.key, ObservedRealServer::from(d)))
                     .collect();
-                let mut service = vs.service;
-                service.flags = service.flags.configurable();
-                (
-                    service.key,
-                    ObservedVirtualServer {
-                        service,
-                        real_servers,
-                    },
-                )
-            })
-            .collect();
-        Observed {
-            virtual_servers,
-            addresses: addresses.into_iter().collect(),
-        }
+                (vs, real_servers)
+            }),
+            addresses,
+        )
     }
 
     /// Builds the observed state from a dump whose real servers were kept
