@@ -291,8 +291,22 @@ impl<D: Dataplane> Reconciler<D> {
                     keys: BTreeSet::new(),
                     addresses,
                 };
+                // The address part visits only the virtual servers of
+                // addresses going away, which it deletes whole: every other
+                // drain goes on from when it began (a scope of addresses
+                // would otherwise start them over).
+                let drains = self.draining.clone();
                 self.plan_and_apply(Extent::Scope(&scope), &mut report, &mut outcomes)
                     .await;
+                let observed = &self.observed.virtual_servers;
+                self.draining = drains
+                    .into_iter()
+                    .filter(|((key, rs), _)| {
+                        observed
+                            .get(key)
+                            .is_some_and(|vs| vs.real_servers.contains_key(rs))
+                    })
+                    .collect();
                 let keys: BTreeSet<VirtualServerKey> = self
                     .observed
                     .virtual_servers

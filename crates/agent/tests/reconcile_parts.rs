@@ -217,3 +217,52 @@ async fn a_full_sync_in_parts_does_what_one_plan_of_everything_does() {
     let again = reconciler.full_sync(desired()).await.unwrap();
     assert_eq!(again.writes, 0);
 }
+
+/// A TCP real server that leaves drains at weight 0 from when it left; full
+/// syncs in parts (the address part among them) go on with that start
+/// instead of starting the drain over, as the one plan of everything did
+/// (kube-proxy's graceful termination keeps one deadline per real server).
+#[tokio::test]
+async fn full_syncs_in_parts_keep_when_a_drain_began() {
+    let dataplane = MemoryDataplane::new();
+    let config = PlanConfig {
+        graceful_period: std::time::Duration::from_secs(3600),
+        ..PlanConfig::default()
+    };
+    let mut reconciler = Reconciler::new(dataplane.clone(), config, Metrics::unregistered());
+    reconciler.full_sync(desired()).await.unwrap();
+
+    // Service 7 loses its endpoint 0: it drains.
+    let mut fewer = desired();
+    let gone = endpoint(7, 0);
+    for state in fewer.services.values_mut() {
+        for vs in state.virtual_servers.values_mut() {
+            vs.real_servers.remove(&gone.key);
+        }
+    }
+    reconciler.full_sync(fewer.clone()).await.unwrap();
+    let id = (key(7), gone.key);
+    let began = *reconciler.draining().get(&id).expect("draining");
+    assert_eq!(
+        dataplane.kernel().state.virtual_servers[&key(7)].real_servers[&gone.key]
+            .server
+            .weight,
+        0
+    );
+
+    // A connection stays open on it, so it goes only when its time is up.
+    dataplane
+        .kernel()
+        .state
+        .virtual_servers
+        .get_mut(&key(7))
+        .and_then(|vs| vs.real_servers.get_mut(&gone.key))
+        .expect("in the kernel")
+        .counters
+        .active_connections = 1;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    reconciler.full_sync(fewer.clone()).await.unwrap();
+    reconciler.resync().await.unwrap();
+    assert_eq!(reconciler.draining().get(&id), Some(&began));
+    assert_eq!(reconciler.draining().len(), 1);
+}
