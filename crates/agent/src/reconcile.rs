@@ -298,15 +298,8 @@ impl<D: Dataplane> Reconciler<D> {
                 let drains = self.draining.clone();
                 self.plan_and_apply(Extent::Scope(&scope), &mut report, &mut outcomes)
                     .await;
-                let observed = &self.observed.virtual_servers;
-                self.draining = drains
-                    .into_iter()
-                    .filter(|((key, rs), _)| {
-                        observed
-                            .get(key)
-                            .is_some_and(|vs| vs.real_servers.contains_key(rs))
-                    })
-                    .collect();
+                self.draining = drains;
+                self.end_drains_not_in_kernel();
                 let keys: BTreeSet<VirtualServerKey> = self
                     .observed
                     .virtual_servers
@@ -323,13 +316,7 @@ impl<D: Dataplane> Reconciler<D> {
                     self.plan_and_apply(Extent::Scope(&scope), &mut report, &mut outcomes)
                         .await;
                 }
-                // Drains of real servers no longer in the kernel are over.
-                let observed = &self.observed.virtual_servers;
-                self.draining.retain(|(key, rs), _| {
-                    observed
-                        .get(key)
-                        .is_some_and(|vs| vs.real_servers.contains_key(rs))
-                });
+                self.end_drains_not_in_kernel();
             }
         }
         if let Some(store) = &mut self.drain_store {
@@ -362,6 +349,17 @@ impl<D: Dataplane> Reconciler<D> {
         // The loop records the duration by kind of sync (and family).
         report.duration = started.elapsed();
         report
+    }
+
+    /// Drains of real servers no longer in the kernel (as the cache holds
+    /// it) are over.
+    fn end_drains_not_in_kernel(&mut self) {
+        let observed = &self.observed.virtual_servers;
+        self.draining.retain(|(key, rs), _| {
+            observed
+                .get(key)
+                .is_some_and(|vs| vs.real_servers.contains_key(rs))
+        });
     }
 
     /// Plans `extent` against the cache, applies the plan and records what
