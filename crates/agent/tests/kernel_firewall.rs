@@ -193,7 +193,7 @@ fn desired(services: &[Svc]) -> DesiredState {
         } else {
             8080
         };
-        let real_servers: kube_ipvs_controller::VecMap<_, _> = endpoints
+        let real_servers: kube_ipvs_controller::KeyedVec<_> = endpoints
             .iter()
             .map(|e| {
                 let rs = RealServer::new(ip(e), target);

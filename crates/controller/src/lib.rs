@@ -65,4 +65,4 @@ pub use state::{
 };
 pub use stream_services::{affected, StreamServices, StreamTarget, TargetPort};
 pub use udp_flows::{udp_frontends, UdpFrontend, UdpFrontends};
-pub use vec_map::{VecMap, VecSet};
+pub use vec_map::{Keyed, KeyedVec, VecMap, VecSet};

@@ -10,7 +10,7 @@ use kube_ipvs_model::{
 };
 
 use crate::op::Op;
-use crate::vec_map::VecMap;
+use crate::vec_map::{Keyed, KeyedVec};
 
 /// The connection counts of a real server, the only counters the planner
 /// reads (a drained real server goes when they reach zero). The traffic
@@ -56,6 +56,14 @@ pub struct ObservedRealServer {
     pub counters: Connections,
 }
 
+impl Keyed for ObservedRealServer {
+    type Key = RealServerKey;
+
+    fn key(&self) -> &RealServerKey {
+        &self.server.key
+    }
+}
+
 impl From<DumpedRealServer> for ObservedRealServer {
     fn from(d: DumpedRealServer) -> Self {
         ObservedRealServer {
@@ -72,7 +80,7 @@ pub struct ObservedVirtualServer {
     pub service: VirtualServer,
     /// Its real servers, with the connections of the last dump (a sorted
     /// vector: most virtual servers have a handful).
-    pub real_servers: VecMap<RealServerKey, ObservedRealServer>,
+    pub real_servers: KeyedVec<ObservedRealServer>,
 }
 
 /// The kernel's IPVS table and the dummy interface's addresses.
@@ -93,10 +101,7 @@ impl Observed {
     ) -> Self {
         Self::from_compact_dump(
             dump.into_iter().map(|(vs, dests)| {
-                let real_servers = dests
-                    .into_iter()
-                    .map(|d| (d.server.key, ObservedRealServer::from(d)))
-                    .collect();
+                let real_servers = dests.into_iter().map(ObservedRealServer::from).collect();
                 (vs, real_servers)
             }),
             addresses,
@@ -106,12 +111,7 @@ impl Observed {
     /// Builds the observed state from a dump whose real servers were kept
     /// compact as they were read ([`ObservedRealServer`]s by key).
     pub fn from_compact_dump(
-        dump: impl IntoIterator<
-            Item = (
-                DumpedVirtualServer,
-                VecMap<RealServerKey, ObservedRealServer>,
-            ),
-        >,
+        dump: impl IntoIterator<Item = (DumpedVirtualServer, KeyedVec<ObservedRealServer>)>,
         addresses: impl IntoIterator<Item = IpAddr>,
     ) -> Self {
         let virtual_servers = dump
@@ -164,7 +164,7 @@ impl Observed {
                     .and_modify(|o| o.service = s.clone())
                     .or_insert_with(|| ObservedVirtualServer {
                         service: s.clone(),
-                        real_servers: VecMap::new(),
+                        real_servers: KeyedVec::new(),
                     });
             }
             Operation::DelService(k) => {

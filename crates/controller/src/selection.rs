@@ -21,7 +21,7 @@ use crate::slice::{EndpointInfo, SliceInfo};
 pub(crate) type Candidates<'a> = Vec<(RealServerKey, &'a EndpointInfo)>;
 
 /// Real servers of one virtual server.
-pub(crate) type RealServers = crate::vec_map::VecMap<RealServerKey, RealServer>;
+pub(crate) type RealServers = crate::vec_map::KeyedVec<RealServer>;
 
 fn rank(e: &EndpointInfo) -> u8 {
     if e.ready {

@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use kube_ipvs_model::{RealServer, RealServerKey, VirtualServer, VirtualServerKey};
+use kube_ipvs_model::{RealServer, VirtualServer, VirtualServerKey};
 
 use crate::service_ref::{Owner, ServiceRef, StreamEntryRef};
 use crate::skip::{SkipKind, SkipReason, Skipped};
-use crate::vec_map::{VecMap, VecSet};
+use crate::vec_map::{KeyedVec, VecMap, VecSet};
 
 /// One virtual server the cluster wants, with the Service port it serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct DesiredVirtualServer {
     /// The virtual service configuration.
     pub service: VirtualServer,
     /// Its real servers.
-    pub real_servers: VecMap<RealServerKey, RealServer>,
+    pub real_servers: KeyedVec<RealServer>,
     /// The Service port it comes from: the port's name, or its number when
     /// unnamed; for a stream-services entry, the target's port as the
     /// entry's value names it.

@@ -213,6 +213,215 @@ impl<'a, K, V> IntoIterator for &'a VecMap<K, V> {
     }
 }
 
+/// A value that carries its own key (a real server its address and port).
+pub trait Keyed {
+    /// The key, small and copied.
+    type Key: Ord + Copy;
+
+    /// The value's key.
+    fn key(&self) -> &Self::Key;
+}
+
+impl Keyed for kube_ipvs_model::RealServer {
+    type Key = kube_ipvs_model::RealServerKey;
+
+    fn key(&self) -> &Self::Key {
+        &self.key
+    }
+}
+
+/// A map of values that carry their keys ([`Keyed`]), sorted by key in one
+/// vector: [`VecMap`]'s API without holding each key twice. A real server
+/// holds its address and port; at 100,000 real servers the second copy was
+/// 2 MB in the desired state and 2 MB in the kernel cache.
+///
+/// A value must keep its key: [`Self::get_mut`] and [`Self::values_mut`]
+/// are for the rest of it (a weight), and the key is checked in debug builds.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct KeyedVec<V>(Vec<V>);
+
+impl<V> Default for KeyedVec<V> {
+    fn default() -> Self {
+        KeyedVec(Vec::new())
+    }
+}
+
+impl<V: Keyed + fmt::Debug> fmt::Debug for KeyedVec<V>
+where
+    V::Key: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|v| (v.key(), v)))
+            .finish()
+    }
+}
+
+impl<V: Keyed> KeyedVec<V> {
+    /// An empty map.
+    pub fn new() -> Self {
+        KeyedVec(Vec::new())
+    }
+
+    fn find(&self, key: &V::Key) -> Result<usize, usize> {
+        self.0.binary_search_by(|v| v.key().cmp(key))
+    }
+
+    /// The value at `key`.
+    pub fn get(&self, key: &V::Key) -> Option<&V> {
+        let at = self.find(key).ok()?;
+        self.0.get(at)
+    }
+
+    /// The value at `key`, to change (all but its key).
+    pub fn get_mut(&mut self, key: &V::Key) -> Option<&mut V> {
+        let at = self.find(key).ok()?;
+        self.0.get_mut(at)
+    }
+
+    /// Whether the map holds `key`.
+    pub fn contains_key(&self, key: &V::Key) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Sets `key` to `value`; returns the value it replaced.
+    pub fn insert(&mut self, key: V::Key, value: V) -> Option<V> {
+        debug_assert!(*value.key() == key, "a value under another key");
+        match self.find(&key) {
+            Ok(at) => self
+                .0
+                .get_mut(at)
+                .map(|slot| std::mem::replace(slot, value)),
+            Err(at) => {
+                // Grown as a VecMap is: one at a time while small, then by
+                // a quarter.
+                if self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact((self.0.len() / 4).max(1));
+                }
+                self.0.insert(at, value);
+                None
+            }
+        }
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove(&mut self, key: &V::Key) -> Option<V> {
+        let at = self.find(key).ok()?;
+        Some(self.0.remove(at))
+    }
+
+    /// Keeps the entries `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&V::Key, &mut V) -> bool) {
+        self.0.retain_mut(|v| {
+            let key = *v.key();
+            keep(&key, v)
+        });
+    }
+
+    /// The entries, by key.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&V::Key, &V)> + ExactSizeIterator {
+        self.0.iter().map(|v| (v.key(), v))
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &V::Key> + ExactSizeIterator {
+        self.0.iter().map(Keyed::key)
+    }
+}
+
+impl<V> KeyedVec<V> {
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values, by key.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator {
+        self.0.iter()
+    }
+
+    /// The values, by key, to change (all but their keys).
+    pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut V> + ExactSizeIterator {
+        self.0.iter_mut()
+    }
+
+    /// Drops spare capacity.
+    pub fn shrink_to_fit(&mut self) {
+        self.0.shrink_to_fit();
+    }
+}
+
+impl<V: Keyed> FromIterator<(V::Key, V)> for KeyedVec<V> {
+    /// Later entries replace earlier ones with the same key, as in a
+    /// `BTreeMap`.
+    fn from_iter<I: IntoIterator<Item = (V::Key, V)>>(iter: I) -> Self {
+        iter.into_iter().map(|(_, v)| v).collect()
+    }
+}
+
+impl<V: Keyed> FromIterator<V> for KeyedVec<V> {
+    /// Later values replace earlier ones with the same key.
+    fn from_iter<I: IntoIterator<Item = V>>(iter: I) -> Self {
+        let mut values: Vec<V> = iter.into_iter().collect();
+        // Stable: equal keys keep their order, and the last one is kept.
+        values.sort_by(|a, b| a.key().cmp(b.key()));
+        let mut out: Vec<V> = Vec::with_capacity(values.len());
+        for value in values {
+            match out.last_mut() {
+                Some(last) if last.key() == value.key() => *last = value,
+                _ => out.push(value),
+            }
+        }
+        KeyedVec(out)
+    }
+}
+
+impl<V: Keyed> Extend<(V::Key, V)> for KeyedVec<V> {
+    fn extend<I: IntoIterator<Item = (V::Key, V)>>(&mut self, iter: I) {
+        for (k, v) in iter {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl<V: Keyed, const N: usize> From<[(V::Key, V); N]> for KeyedVec<V> {
+    fn from(entries: [(V::Key, V); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+impl<V: Keyed> std::ops::Index<&V::Key> for KeyedVec<V> {
+    type Output = V;
+
+    /// The value at `key`; panics when there is none, as `BTreeMap`'s.
+    fn index(&self, key: &V::Key) -> &V {
+        self.get(key).expect("no entry found for key")
+    }
+}
+
+impl<V: Keyed> IntoIterator for KeyedVec<V> {
+    type Item = (V::Key, V);
+    type IntoIter = std::iter::Map<std::vec::IntoIter<V>, fn(V) -> (V::Key, V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().map(|v| (*v.key(), v))
+    }
+}
+
+impl<'a, V: Keyed> IntoIterator for &'a KeyedVec<V> {
+    type Item = (&'a V::Key, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, V>, fn(&'a V) -> (&'a V::Key, &'a V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|v| (v.key(), v))
+    }
+}
+
 /// A set kept as one sorted vector, for the small per-Service sets of the
 /// desired state (a Service's addresses: one or two, where a `BTreeSet`
 /// node reserves room for eleven). The API is the subset of `BTreeSet`'s
@@ -379,5 +588,54 @@ mod tests {
         let mut one = VecMap::new();
         one.insert(1u8, 1u32);
         assert_eq!(one.0.capacity(), 1, "one entry, room for one");
+    }
+
+    /// A value keyed by its first field.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Entry(u8, u32);
+
+    impl Keyed for Entry {
+        type Key = u8;
+
+        fn key(&self) -> &u8 {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn keyed_vec_behaves_as_a_btree_map() {
+        let mut tree = BTreeMap::new();
+        let mut vec = KeyedVec::new();
+        for i in 0..400u32 {
+            let k = (i * 37 % 23) as u8;
+            if i % 3 == 0 {
+                assert_eq!(vec.remove(&k), tree.remove(&k));
+            } else {
+                assert_eq!(vec.insert(k, Entry(k, i)), tree.insert(k, Entry(k, i)));
+            }
+            assert!(vec.iter().eq(tree.iter()));
+            assert_eq!(vec.get(&k), tree.get(&k));
+            assert_eq!(vec.contains_key(&k), tree.contains_key(&k));
+        }
+        vec.retain(|k, e| {
+            e.1 += 1;
+            k % 2 == 0
+        });
+        tree.retain(|k, e| {
+            e.1 += 1;
+            k % 2 == 0
+        });
+        assert!(vec.iter().eq(tree.iter()));
+        let collected: KeyedVec<Entry> = [Entry(3, 1), Entry(1, 2), Entry(3, 4)]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            collected.values().copied().collect::<Vec<_>>(),
+            [Entry(1, 2), Entry(3, 4)]
+        );
+        assert_eq!(
+            collected.into_iter().collect::<Vec<_>>(),
+            [(1, Entry(1, 2)), (3, Entry(3, 4))]
+        );
     }
 }

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
-    plan, Connections, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, Observed,
-    ObservedRealServer, Op, Owner, PlanConfig, Scope, ServiceRef, ServiceState, VecMap, VecSet,
-    VirtualServerKind,
+    plan, Connections, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, KeyedVec,
+    Observed, ObservedRealServer, Op, Owner, PlanConfig, Scope, ServiceRef, ServiceState, VecMap,
+    VecSet, VirtualServerKind,
 };
 use kube_ipvs_model::{
     DumpedRealServer, DumpedVirtualServer, Operation, Protocol, RealServer, RealServerCounters,
@@ -233,7 +233,7 @@ fn weight_change_updates_the_destination() {
         .virtual_servers
         .get_mut(&k)
         .unwrap()
-        .real_servers = VecMap::from([(heavier.key, heavier)]);
+        .real_servers = KeyedVec::from([(heavier.key, heavier)]);
     assert_eq!(
         full(&observed_from(&before), &after, &PlanConfig::default()),
         vec![Op::Ipvs(Operation::SetDest(k, heavier))]

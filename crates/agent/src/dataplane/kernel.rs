@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use kube_ipvs_controller::{Observed, ObservedRealServer, Op, VecMap};
+use kube_ipvs_controller::{KeyedVec, Observed, ObservedRealServer, Op};
 use kube_ipvs_netlink::{
     link::Link, DumpedRealServer, Ipvs, Operation, RealServerKey, Route, Stats, VirtualServerKey,
 };
@@ -121,8 +121,8 @@ impl KernelDataplane {
                 }
                 destinations
                     .into_iter()
-                    .map(|d| (d.server.key, ObservedRealServer::from(d)))
-                    .collect::<VecMap<_, _>>()
+                    .map(ObservedRealServer::from)
+                    .collect::<KeyedVec<_>>()
             })
             .map_err(DataplaneError::DumpIpvs)?;
         if let Some(stats) = stats {
