@@ -11,7 +11,7 @@ use clap::Parser;
 use kube_ipvs::agent::{Agent, Timing};
 use kube_ipvs::cli::RunArgs;
 use kube_ipvs::cmd::{events, node_name, until_initialized};
-use kube_ipvs::dataplane::{ApplyReport, Dataplane, DataplaneError, Repaired};
+use kube_ipvs::dataplane::{ApplyReport, Dataplane, DataplaneError, Repaired, VirtualServerDump};
 use kube_ipvs::health::Health;
 use kube_ipvs::metrics::Metrics;
 use kube_ipvs::reconcile::Reconciler;
@@ -59,6 +59,10 @@ struct Accepting;
 impl Dataplane for Accepting {
     async fn observe(&mut self) -> Result<Observed, DataplaneError> {
         Ok(Observed::default())
+    }
+
+    async fn observe_virtual_servers(&mut self) -> Result<VirtualServerDump, DataplaneError> {
+        Ok(VirtualServerDump::default())
     }
 
     async fn destinations(

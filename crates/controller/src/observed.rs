@@ -134,6 +134,51 @@ impl Observed {
         }
     }
 
+    /// Takes a dump of the virtual servers alone (the first step of a full
+    /// resync in parts) and of the dummy interface's addresses: the cache
+    /// then holds exactly the dumped virtual servers, each with the real
+    /// servers the cache had for it, until its own dump refreshes them.
+    /// Returns the dumped virtual servers the cache did not know, whose real
+    /// servers are unknown (empty) until dumped.
+    pub fn take_virtual_server_dump(
+        &mut self,
+        virtual_servers: impl IntoIterator<Item = VirtualServer>,
+        addresses: impl IntoIterator<Item = IpAddr>,
+    ) -> BTreeSet<VirtualServerKey> {
+        let mut before = std::mem::take(&mut self.virtual_servers);
+        let mut unknown = BTreeSet::new();
+        self.virtual_servers = virtual_servers
+            .into_iter()
+            .map(|mut service| {
+                service.flags = service.flags.configurable();
+                let real_servers = match before.remove(&service.key) {
+                    Some(cached) => cached.real_servers,
+                    None => {
+                        unknown.insert(service.key);
+                        KeyedVec::default()
+                    }
+                };
+                (
+                    service.key,
+                    ObservedVirtualServer {
+                        service,
+                        real_servers,
+                    },
+                )
+            })
+            .collect();
+        self.addresses = addresses.into_iter().collect();
+        unknown
+    }
+
+    /// Replaces the real servers of a virtual server the cache holds with a
+    /// fresh dump of them; one it does not hold (gone since) is left out.
+    pub fn refresh_real_servers(&mut self, key: &VirtualServerKey, dumped: Vec<DumpedRealServer>) {
+        if let Some(vs) = self.virtual_servers.get_mut(key) {
+            vs.real_servers = dumped.into_iter().map(ObservedRealServer::from).collect();
+        }
+    }
+
     /// The number of real servers across every virtual server.
     pub fn real_server_count(&self) -> usize {
         self.virtual_servers

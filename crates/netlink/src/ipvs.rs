@@ -158,6 +158,32 @@ impl Ipvs {
         Ok(replies)
     }
 
+    /// The real servers of several services, their dumps written up to the
+    /// dump window per `sendmsg` as in [`Self::dump_all_with`]; each
+    /// service's real servers are handed to `convert` as soon as their dump
+    /// is parsed. A service the kernel no longer holds has none.
+    pub fn destinations_with<T>(
+        &mut self,
+        keys: &[VirtualServerKey],
+        mut convert: impl FnMut(&VirtualServerKey, Vec<DumpedRealServer>) -> T,
+    ) -> Result<Vec<T>, Error> {
+        let requests = keys.iter().map(|key| self.dest_request(key)).collect();
+        self.socket
+            .dumps_into(requests, self.dump_window, |index, replies| {
+                let key = &keys[index];
+                parse_dests(replies, key).map(|d| convert(key, d))
+            })
+            .into_iter()
+            .zip(keys)
+            .map(|(result, key)| {
+                result.map_err(|source| Error::DumpDestinations {
+                    service: *key,
+                    source,
+                })
+            })
+            .collect()
+    }
+
     /// Every service with its real servers: one service dump, then the
     /// per-service destination dumps pipelined many to a `sendmsg`, each
     /// parsed as soon as it is complete (the messages of 100,000 real

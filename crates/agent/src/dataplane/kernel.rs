@@ -17,7 +17,9 @@ use super::setup::sysctl;
 pub use super::setup::{
     conn_reuse_mode, modprobe, open_ipvs, setup, ConntrackSettings, Setup, SetupError, Sysctls,
 };
-use super::{ApplyReport, Dataplane, DataplaneError, OperationFailure, Repaired};
+use super::{
+    ApplyReport, Dataplane, DataplaneError, OperationFailure, Repaired, VirtualServerDump,
+};
 
 /// The traffic counters of one dump, for `dump --stats`.
 #[derive(Debug, Default)]
@@ -130,19 +132,24 @@ impl KernelDataplane {
                 .virtual_servers
                 .extend(dump.iter().map(|(vs, _)| (vs.service.key, vs.stats)));
         }
-        let addresses = if self.ifindex == 0 {
-            Vec::new()
-        } else {
-            self.route
-                .addresses(self.ifindex)
-                .map_err(DataplaneError::DumpAddresses)?
-                .into_iter()
-                // The kernel gives the link an IPv6 link-local address each
-                // time it comes up; it is not a Service's, and not ours to remove.
-                .filter(|a| !is_ipv6_link_local(a))
-                .collect()
-        };
+        let addresses = self.dummy_addresses()?;
         Ok(Observed::from_compact_dump(dump, addresses))
+    }
+
+    /// The addresses bound on the dummy interface.
+    fn dummy_addresses(&mut self) -> Result<Vec<IpAddr>, DataplaneError> {
+        if self.ifindex == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .route
+            .addresses(self.ifindex)
+            .map_err(DataplaneError::DumpAddresses)?
+            .into_iter()
+            // The kernel gives the link an IPv6 link-local address each
+            // time it comes up; it is not a Service's, and not ours to remove.
+            .filter(|a| !is_ipv6_link_local(a))
+            .collect())
     }
 }
 
@@ -159,14 +166,30 @@ impl Dataplane for KernelDataplane {
         &mut self,
         keys: &[VirtualServerKey],
     ) -> Result<Vec<(VirtualServerKey, Vec<DumpedRealServer>)>, DataplaneError> {
-        keys.iter()
-            .map(|key| {
-                self.ipvs
-                    .destinations(key)
-                    .map(|d| (*key, d))
-                    .map_err(|e| DataplaneError::DumpDestinations(*key, e))
-            })
-            .collect()
+        let dumped = self
+            .ipvs
+            .destinations_with(keys, |key, d| (*key, d))
+            .map_err(|e| match e {
+                kube_ipvs_netlink::Error::DumpDestinations { service, .. } => {
+                    DataplaneError::DumpDestinations(service, e)
+                }
+                e => DataplaneError::DumpIpvs(e),
+            })?;
+        Ok(dumped)
+    }
+
+    async fn observe_virtual_servers(&mut self) -> Result<VirtualServerDump, DataplaneError> {
+        let virtual_servers = self
+            .ipvs
+            .services()
+            .map_err(DataplaneError::DumpIpvs)?
+            .into_iter()
+            .map(|d| d.service)
+            .collect();
+        Ok(VirtualServerDump {
+            virtual_servers,
+            addresses: self.dummy_addresses()?,
+        })
     }
 
     async fn apply(&mut self, ops: &[Op]) -> ApplyReport {

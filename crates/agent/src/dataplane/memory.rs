@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use kube_ipvs_controller::{Observed, ObservedRealServer, ObservedVirtualServer, Op};
 use kube_ipvs_netlink::{DumpedRealServer, Operation, VirtualServerKey};
 
-use super::{ApplyReport, Dataplane, DataplaneError, OperationFailure, Repaired};
+use super::{
+    ApplyReport, Dataplane, DataplaneError, OperationFailure, Repaired, VirtualServerDump,
+};
 
 /// The shared state behind a [`MemoryDataplane`]; tests hold a clone of the
 /// handle to inspect the "kernel" and inject drift or failures.
@@ -29,6 +31,9 @@ pub struct MemoryKernel {
     /// Whether the dummy interface is gone (a test deleted it): binds fail
     /// with ENODEV until [`Dataplane::repair`] recreates it, as in the kernel.
     pub dummy_gone: bool,
+    /// How long each dump of real servers takes (as a large table's does
+    /// in the kernel), on tokio's clock.
+    pub dump_delay: std::time::Duration,
 }
 
 /// A [`Dataplane`] over a [`MemoryKernel`].
@@ -134,10 +139,28 @@ impl Dataplane for MemoryDataplane {
         Ok(k.state.clone())
     }
 
+    async fn observe_virtual_servers(&mut self) -> Result<VirtualServerDump, DataplaneError> {
+        let mut k = self.kernel();
+        k.dumps += 1;
+        Ok(VirtualServerDump {
+            virtual_servers: k
+                .state
+                .virtual_servers
+                .values()
+                .map(|vs| vs.service.clone())
+                .collect(),
+            addresses: k.state.addresses.iter().copied().collect(),
+        })
+    }
+
     async fn destinations(
         &mut self,
         keys: &[VirtualServerKey],
     ) -> Result<Vec<(VirtualServerKey, Vec<DumpedRealServer>)>, DataplaneError> {
+        let delay = self.kernel().dump_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let k = self.kernel();
         Ok(keys
             .iter()

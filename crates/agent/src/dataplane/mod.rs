@@ -6,7 +6,7 @@ use std::io;
 use std::net::IpAddr;
 
 use kube_ipvs_controller::{Observed, Op};
-use kube_ipvs_netlink::{DumpedRealServer, VirtualServerKey};
+use kube_ipvs_netlink::{DumpedRealServer, VirtualServer, VirtualServerKey};
 
 pub mod kernel;
 pub mod memory;
@@ -126,14 +126,33 @@ pub struct ApplyReport {
     pub sendmsg_calls: usize,
 }
 
+/// The kernel's virtual servers without their real servers, and the
+/// addresses bound on the dummy interface.
+#[derive(Clone, Debug, Default)]
+pub struct VirtualServerDump {
+    /// Every virtual server, owned or not.
+    pub virtual_servers: Vec<VirtualServer>,
+    /// The dummy interface's addresses.
+    pub addresses: Vec<IpAddr>,
+}
+
 /// What the reconciler needs from the kernel.
 pub trait Dataplane: Send {
     /// One dump of every virtual server with its real servers and one listing
     /// of the dummy interface's addresses.
     fn observe(&mut self) -> impl Future<Output = Result<Observed, DataplaneError>> + Send;
 
-    /// The real servers, with fresh counters, of a few virtual servers
-    /// (draining real servers are checked this way between full dumps).
+    /// One dump of the virtual servers alone (not their real servers) and
+    /// one listing of the dummy interface's addresses: how a full resync
+    /// begins, its real servers then dumped a part at a time with
+    /// [`Dataplane::destinations`].
+    fn observe_virtual_servers(
+        &mut self,
+    ) -> impl Future<Output = Result<VirtualServerDump, DataplaneError>> + Send;
+
+    /// The real servers, with fresh counters, of some virtual servers (a
+    /// part of a full resync, or those with draining real servers between
+    /// resyncs); a virtual server the kernel does not hold has none.
     fn destinations(
         &mut self,
         keys: &[VirtualServerKey],
