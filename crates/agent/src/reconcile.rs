@@ -2,8 +2,11 @@
 //! holds, plans, applies through the [`Dataplane`], and records the results.
 //!
 //! Three kinds of sync:
-//! - full: one dump, an in-memory diff against everything (start and every
-//!   `--ipvs-sync-period`, and after a failure);
+//! - full: the kernel dumped and compared with everything (start and every
+//!   `--ipvs-sync-period`, and after a failure), in parts: the virtual
+//!   servers and addresses first, then the real servers of a few hundred
+//!   virtual servers at a time, each part an in-memory diff; the loop syncs
+//!   changes between the parts of a periodic resync;
 //! - incremental: only the Services a change touched, from the cached kernel
 //!   state, with no dump;
 //! - drain check: fresh counters of the virtual servers with draining real
@@ -16,8 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube_ipvs_controller::{
-    plan, DesiredState, Draining, Extent, Intent, Observed, ObservedRealServer, Owner, PlanConfig,
-    Scope, ServiceState,
+    plan, DesiredState, Draining, Extent, Intent, Observed, Owner, PlanConfig, Scope, ServiceState,
 };
 use kube_ipvs_netlink::VirtualServerKey;
 use serde::Serialize;
@@ -126,7 +128,31 @@ pub struct Reconciler<D> {
     drain_store_failing: bool,
     config: PlanConfig,
     metrics: Metrics,
+    /// The full resync under way, if one is.
+    resync: Option<ResyncRun>,
 }
+
+/// A full resync under way. Its first part dumped the virtual servers alone
+/// and made every address match; each later part dumps the real servers of
+/// [`PLAN_CHUNK`] virtual servers and makes them match. Between parts the
+/// loop syncs the changes that came meanwhile, so a resync of a large table
+/// holds no change back for longer than one part.
+struct ResyncRun {
+    /// Every virtual server in the kernel or wanted when the resync began,
+    /// in order; those before `next` are done.
+    keys: Vec<VirtualServerKey>,
+    next: usize,
+    /// Dumped virtual servers the cache did not know: their real servers
+    /// are unknown until their part (or a sync of their Service) dumps them.
+    unknown: BTreeSet<VirtualServerKey>,
+    report: SyncReport,
+    outcomes: Outcomes,
+    /// The time spent in the resync's own parts.
+    busy: Duration,
+}
+
+/// Outcomes by operation kind, added to the metrics once per sync.
+type Outcomes = BTreeMap<(&'static str, bool), u64>;
 
 impl<D: Dataplane> Reconciler<D> {
     /// A reconciler that has not looked at the kernel yet.
@@ -140,6 +166,7 @@ impl<D: Dataplane> Reconciler<D> {
             drain_store_failing: false,
             config,
             metrics,
+            resync: None,
         }
     }
 
@@ -192,9 +219,34 @@ impl<D: Dataplane> Reconciler<D> {
     }
 
     /// Puts back the kernel's set-up (dummy interface, sysctls), dumps the
-    /// kernel and repairs any difference from the desired state.
+    /// kernel and repairs any difference from the desired state: every part
+    /// of a resync, one after the other.
     pub async fn resync(&mut self) -> Result<SyncReport, DataplaneError> {
+        self.begin_resync().await?;
+        loop {
+            if let Some(report) = self.resync_part().await? {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Whether a full resync is under way ([`Self::resync_part`] goes on with it).
+    pub fn resyncing(&self) -> bool {
+        self.resync.is_some()
+    }
+
+    /// Begins a full resync (dropping one under way): puts back the
+    /// kernel's set-up, dumps the virtual servers (not their real servers)
+    /// and the dummy interface's addresses into the cache, and makes every
+    /// address match (binds, and the virtual servers of addresses going
+    /// away with their unbinds). [`Self::resync_part`] does the rest.
+    pub async fn begin_resync(&mut self) -> Result<(), DataplaneError> {
         let started = Instant::now();
+        // A resync under way is dropped; the real servers it never dumped
+        // must not pass for known (empty) in the next one.
+        if let Some(dropped) = self.resync.take() {
+            self.forget_unknown(&dropped.unknown);
+        }
         // A set-up that cannot be put back is reported, and the dump and the
         // IPVS writes go on: binds fail on their own, and are retried.
         let (repaired, repair_failure) = match self.dataplane.repair().await {
@@ -210,18 +262,121 @@ impl<D: Dataplane> Reconciler<D> {
         for what in &repaired {
             self.metrics.repairs.with_label_values(&[what.kind()]).inc();
         }
-        self.observed = match self.dataplane.observe().await {
-            Ok(observed) => observed,
+        let dump = match self.dataplane.observe_virtual_servers().await {
+            Ok(dump) => dump,
             Err(e) => {
                 self.metrics.sync_errors.with_label_values(&["dump"]).inc();
                 return Err(e);
             }
         };
-        let mut report = self.execute(Extent::All, started).await;
-        report.dumped = true;
-        report.repaired = repaired;
-        report.failures.extend(repair_failure);
-        Ok(report)
+        let unknown = self
+            .observed
+            .take_virtual_server_dump(dump.virtual_servers, dump.addresses);
+        let mut report = SyncReport {
+            dumped: true,
+            repaired,
+            failures: repair_failure.into_iter().collect(),
+            ..Default::default()
+        };
+        let mut outcomes = Outcomes::new();
+        let addresses: BTreeSet<IpAddr> = self
+            .observed
+            .addresses
+            .iter()
+            .chain(self.intent.addresses())
+            .copied()
+            .collect();
+        let scope = Scope {
+            keys: BTreeSet::new(),
+            addresses,
+        };
+        // The address part visits only the virtual servers of addresses
+        // going away, which it deletes whole: every other drain goes on from
+        // when it began (a scope of addresses would otherwise start them
+        // over).
+        let drains = self.draining.clone();
+        self.plan_and_apply(Extent::Scope(&scope), &mut report, &mut outcomes)
+            .await;
+        self.draining = drains;
+        self.end_drains_not_in_kernel(&unknown);
+        let keys: BTreeSet<VirtualServerKey> = self
+            .observed
+            .virtual_servers
+            .keys()
+            .chain(self.intent.keys())
+            .copied()
+            .collect();
+        self.resync = Some(ResyncRun {
+            keys: keys.into_iter().collect(),
+            next: 0,
+            unknown,
+            report,
+            outcomes,
+            busy: started.elapsed(),
+        });
+        Ok(())
+    }
+
+    /// One part of the full resync under way: dumps the real servers of the
+    /// next [`PLAN_CHUNK`] virtual servers and makes them match, each
+    /// compared exactly as in one plan of everything. Returns the resync's
+    /// report after its last part (its duration the time of its own parts),
+    /// `None` while parts remain or when no resync is under way. A failed
+    /// dump ends the resync.
+    pub async fn resync_part(&mut self) -> Result<Option<SyncReport>, DataplaneError> {
+        let started = Instant::now();
+        let Some(run) = &mut self.resync else {
+            return Ok(None);
+        };
+        let end = (run.next + PLAN_CHUNK).min(run.keys.len());
+        let part: BTreeSet<VirtualServerKey> = run.keys[run.next..end].iter().copied().collect();
+        run.next = end;
+        // Those gone from the cache since (deleted by a sync of their
+        // Service) have nothing to dump; any wanted again are planned whole.
+        let cached: Vec<VirtualServerKey> = part
+            .iter()
+            .filter(|k| self.observed.virtual_servers.contains_key(k))
+            .copied()
+            .collect();
+        let dumped = self.dump_real_servers(&cached).await;
+        let Some(mut run) = self.resync.take() else {
+            return Ok(None);
+        };
+        if let Err(e) = dumped {
+            self.forget_unknown(&run.unknown);
+            return Err(e);
+        }
+        let scope = Scope {
+            keys: part,
+            addresses: BTreeSet::new(),
+        };
+        self.plan_and_apply(Extent::Scope(&scope), &mut run.report, &mut run.outcomes)
+            .await;
+        run.busy += started.elapsed();
+        if run.next < run.keys.len() {
+            self.resync = Some(run);
+            return Ok(None);
+        }
+        // Every virtual server has been dumped (or deleted) by now.
+        self.end_drains_not_in_kernel(&BTreeSet::new());
+        let ResyncRun {
+            mut report,
+            outcomes,
+            busy,
+            ..
+        } = run;
+        self.conclude(outcomes);
+        report.duration = busy;
+        Ok(Some(report))
+    }
+
+    /// After a failed dump the cache must not claim real servers it never
+    /// saw: the virtual servers whose real servers were never dumped leave
+    /// it (a retried full resync dumps them again).
+    fn forget_unknown(&mut self, unknown: &BTreeSet<VirtualServerKey>) {
+        for key in unknown {
+            self.observed.virtual_servers.remove(key);
+        }
     }
 
     /// Applies the changes of a few Services or stream-services entries
@@ -236,7 +391,45 @@ impl<D: Dataplane> Reconciler<D> {
         for (service, state) in changes {
             scope.extend(self.intent.replace(service, state));
         }
-        self.execute(Extent::Scope(&scope), started).await
+        let mut report = SyncReport::default();
+        self.dump_unknown(&scope, &mut report).await;
+        self.execute(&scope, report, started).await
+    }
+
+    /// Dumps the real servers of `keys` into the cache (no longer unknown
+    /// to a resync under way).
+    async fn dump_real_servers(&mut self, keys: &[VirtualServerKey]) -> Result<(), DataplaneError> {
+        let dumped = self.dataplane.destinations(keys).await.inspect_err(|_| {
+            self.metrics.sync_errors.with_label_values(&["dump"]).inc();
+        })?;
+        for (key, real_servers) in dumped {
+            if let Some(run) = &mut self.resync {
+                run.unknown.remove(&key);
+            }
+            self.observed.refresh_real_servers(&key, real_servers);
+        }
+        Ok(())
+    }
+
+    /// During a resync, the virtual servers of `scope` whose real servers
+    /// were not dumped yet are dumped now, before a sync plans against them.
+    async fn dump_unknown(&mut self, scope: &Scope, report: &mut SyncReport) {
+        let Some(run) = &mut self.resync else {
+            return;
+        };
+        let keys: Vec<VirtualServerKey> = scope
+            .keys
+            .iter()
+            .filter(|k| run.unknown.contains(k))
+            .copied()
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        if let Err(e) = self.dump_real_servers(&keys).await {
+            // Planned as unknown, their writes may fail and are retried.
+            report.failures.push(Arc::new(e));
+        }
     }
 
     /// Refreshes the counters of virtual servers with draining real servers
@@ -245,80 +438,33 @@ impl<D: Dataplane> Reconciler<D> {
         let started = Instant::now();
         let mut keys: Vec<VirtualServerKey> = self.draining.keys().map(|(k, _)| *k).collect();
         keys.dedup();
-        let dumped = self.dataplane.destinations(&keys).await.inspect_err(|_| {
-            self.metrics.sync_errors.with_label_values(&["dump"]).inc();
-        })?;
-        for (key, dests) in dumped {
-            if let Some(vs) = self.observed.virtual_servers.get_mut(&key) {
-                vs.real_servers = dests
-                    .into_iter()
-                    .map(|d| (d.server.key, ObservedRealServer::from(d)))
-                    .collect();
-            }
-        }
+        self.dump_real_servers(&keys).await?;
         let scope = Scope {
             keys: keys.into_iter().collect(),
             addresses: Default::default(),
         };
-        Ok(self.execute(Extent::Scope(&scope), started).await)
+        Ok(self.execute(&scope, SyncReport::default(), started).await)
     }
 
-    async fn execute(&mut self, extent: Extent<'_>, started: Instant) -> SyncReport {
-        let mut report = SyncReport::default();
-        // Outcomes by operation kind, added to the metrics once per sync.
-        let mut outcomes: BTreeMap<(&'static str, bool), u64> = BTreeMap::new();
-        match extent {
-            Extent::Scope(scope) => {
-                self.plan_and_apply(Extent::Scope(scope), &mut report, &mut outcomes)
-                    .await;
-            }
-            Extent::All => {
-                // A full sync is planned and applied in parts: every address
-                // first (binds, and the virtual servers of addresses going
-                // away with their unbinds), then the virtual servers
-                // PLAN_CHUNK at a time, each part planned against the cache
-                // as the parts before it left it. Each virtual server is
-                // compared exactly as in one plan of everything; a cold sync
-                // of 120,000 writes never holds its whole plan.
-                let addresses: BTreeSet<IpAddr> = self
-                    .observed
-                    .addresses
-                    .iter()
-                    .chain(self.intent.addresses())
-                    .copied()
-                    .collect();
-                let scope = Scope {
-                    keys: BTreeSet::new(),
-                    addresses,
-                };
-                // The address part visits only the virtual servers of
-                // addresses going away, which it deletes whole: every other
-                // drain goes on from when it began (a scope of addresses
-                // would otherwise start them over).
-                let drains = self.draining.clone();
-                self.plan_and_apply(Extent::Scope(&scope), &mut report, &mut outcomes)
-                    .await;
-                self.draining = drains;
-                self.end_drains_not_in_kernel();
-                let keys: BTreeSet<VirtualServerKey> = self
-                    .observed
-                    .virtual_servers
-                    .keys()
-                    .chain(self.intent.keys())
-                    .copied()
-                    .collect();
-                let keys: Vec<VirtualServerKey> = keys.into_iter().collect();
-                for part in keys.chunks(PLAN_CHUNK) {
-                    let scope = Scope {
-                        keys: part.iter().copied().collect(),
-                        addresses: BTreeSet::new(),
-                    };
-                    self.plan_and_apply(Extent::Scope(&scope), &mut report, &mut outcomes)
-                        .await;
-                }
-                self.end_drains_not_in_kernel();
-            }
-        }
+    /// Plans and applies a scope against the cache.
+    async fn execute(
+        &mut self,
+        scope: &Scope,
+        mut report: SyncReport,
+        started: Instant,
+    ) -> SyncReport {
+        let mut outcomes = Outcomes::new();
+        self.plan_and_apply(Extent::Scope(scope), &mut report, &mut outcomes)
+            .await;
+        self.conclude(outcomes);
+        // The loop records the duration by kind of sync (and family).
+        report.duration = started.elapsed();
+        report
+    }
+
+    /// What every sync does at its end: keeps the drains, and adds its
+    /// outcomes and the state's size to the metrics.
+    fn conclude(&mut self, outcomes: Outcomes) {
         if let Some(store) = &mut self.drain_store {
             // Logged once per run of failures: the next sync tries again.
             match store.store(&self.draining) {
@@ -346,19 +492,18 @@ impl<D: Dataplane> Reconciler<D> {
         let (virtual_servers, real_servers) = self.intent.counts();
         self.metrics.virtual_servers.set(virtual_servers as i64);
         self.metrics.real_servers.set(real_servers as i64);
-        // The loop records the duration by kind of sync (and family).
-        report.duration = started.elapsed();
-        report
     }
 
     /// Drains of real servers no longer in the kernel (as the cache holds
-    /// it) are over.
-    fn end_drains_not_in_kernel(&mut self) {
+    /// it) are over; those of virtual servers whose real servers were not
+    /// dumped yet (`unknown`: after a restart, every one) go on.
+    fn end_drains_not_in_kernel(&mut self, unknown: &BTreeSet<VirtualServerKey>) {
         let observed = &self.observed.virtual_servers;
         self.draining.retain(|(key, rs), _| {
-            observed
-                .get(key)
-                .is_some_and(|vs| vs.real_servers.contains_key(rs))
+            unknown.contains(key)
+                || observed
+                    .get(key)
+                    .is_some_and(|vs| vs.real_servers.contains_key(rs))
         });
     }
 
@@ -368,7 +513,7 @@ impl<D: Dataplane> Reconciler<D> {
         &mut self,
         extent: Extent<'_>,
         report: &mut SyncReport,
-        outcomes: &mut BTreeMap<(&'static str, bool), u64>,
+        outcomes: &mut Outcomes,
     ) {
         let planned = plan(
             &self.observed,

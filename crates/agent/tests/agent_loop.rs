@@ -1081,3 +1081,67 @@ async fn a_config_map_change_moves_a_port_to_another_service_within_one_sync() {
     }
     assert_eq!(h.dataplane.kernel().dumps, 1);
 }
+
+/// kube-proxy's `syncProxyRules` makes a change that comes during a full
+/// resync wait for the resync's end (at 10,000 Services, tens of seconds on
+/// a loaded node). Here the periodic resync runs a part at a time, and a
+/// change that comes during a part is synced as soon as that part ends.
+#[tokio::test(start_paused = true)]
+async fn a_change_during_a_periodic_resync_is_synced_before_the_resync_ends() {
+    let mut h = Harness::start(timing());
+    // Three parts of up to 512 virtual servers.
+    let n = 1_200;
+    let address = |i: u32| format!("10.96.{}.{}", i / 250, i % 250 + 1);
+    h.initial(
+        (0..n)
+            .map(|i| service(&format!("s{i}"), &address(i), "TCP", 80))
+            .collect(),
+        (0..n)
+            .map(|i| slice(&format!("s{i}"), "TCP", &["10.244.0.1"]))
+            .collect(),
+    );
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Full);
+    assert_eq!(report.writes, 3 * n as usize);
+    let synced_at = Instant::now();
+
+    // The resync begins at 30 s; each part's dump takes 5 s.
+    h.dataplane.kernel().dump_delay = Duration::from_secs(5);
+    tokio::time::sleep_until(synced_at + Duration::from_secs(37)).await;
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "s1100",
+        "TCP",
+        &["10.244.0.2"],
+    ))));
+    let key = VirtualServerKey::inet(Protocol::Tcp, ip(&address(1100)), 80);
+    let new = RealServerKey {
+        address: ip("10.244.0.2"),
+        port: 8080,
+    };
+
+    // Synced when the second part ends, the third still to come.
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Incremental);
+    assert_eq!(Instant::now(), synced_at + Duration::from_secs(40));
+    assert_eq!(report.writes, 2, "{:?}", report.operations);
+    assert!(h.dataplane.kernel().state.virtual_servers[&key]
+        .real_servers
+        .contains_key(&new));
+
+    // The resync ends after its third part; its only write removes the
+    // real server that left, drained and without connections.
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Full);
+    assert_eq!(Instant::now(), synced_at + Duration::from_secs(45));
+    assert_eq!(
+        report.operations,
+        std::collections::BTreeMap::from([("del_dest", 1)])
+    );
+    let k = h.dataplane.kernel();
+    let servers: Vec<RealServerKey> = k.state.virtual_servers[&key]
+        .real_servers
+        .keys()
+        .copied()
+        .collect();
+    assert_eq!(servers, vec![new]);
+}

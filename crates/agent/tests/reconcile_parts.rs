@@ -10,10 +10,10 @@ use std::time::Instant;
 
 use kube_ipvs::dataplane::MemoryDataplane;
 use kube_ipvs::metrics::Metrics;
-use kube_ipvs::reconcile::Reconciler;
+use kube_ipvs::reconcile::{Reconciler, SyncReport};
 use kube_ipvs_controller::{
-    plan, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, Op, PlanConfig, ServiceRef,
-    ServiceState, VecMap, VecSet, VirtualServerKind,
+    plan, DesiredState, DesiredVirtualServer, Draining, Extent, Intent, Op, Owner, PlanConfig,
+    ServiceRef, ServiceState, VecMap, VecSet, VirtualServerKind,
 };
 use kube_ipvs_netlink::{
     DumpedRealServer, DumpedVirtualServer, Operation, Protocol, RealServer, Scheduler, Stats,
@@ -218,6 +218,30 @@ async fn a_full_sync_in_parts_does_what_one_plan_of_everything_does() {
     assert_eq!(again.writes, 0);
 }
 
+/// [`desired`] without the real server `gone`.
+fn desired_without(gone: RealServer) -> DesiredState {
+    let mut fewer = desired();
+    for state in fewer.services.values_mut() {
+        for vs in state.virtual_servers.values_mut() {
+            vs.real_servers.remove(&gone.key);
+        }
+    }
+    fewer
+}
+
+/// The kernel's real server `rs` of `vs` has an open connection.
+fn hold_a_connection(dataplane: &MemoryDataplane, vs: VirtualServerKey, rs: RealServer) {
+    dataplane
+        .kernel()
+        .state
+        .virtual_servers
+        .get_mut(&vs)
+        .and_then(|vs| vs.real_servers.get_mut(&rs.key))
+        .expect("in the kernel")
+        .counters
+        .active_connections = 1;
+}
+
 /// A TCP real server that leaves drains at weight 0 from when it left; full
 /// syncs in parts (the address part among them) go on with that start
 /// instead of starting the drain over, as the one plan of everything did
@@ -233,13 +257,8 @@ async fn full_syncs_in_parts_keep_when_a_drain_began() {
     reconciler.full_sync(desired()).await.unwrap();
 
     // Service 7 loses its endpoint 0: it drains.
-    let mut fewer = desired();
     let gone = endpoint(7, 0);
-    for state in fewer.services.values_mut() {
-        for vs in state.virtual_servers.values_mut() {
-            vs.real_servers.remove(&gone.key);
-        }
-    }
+    let fewer = desired_without(gone);
     reconciler.full_sync(fewer.clone()).await.unwrap();
     let id = (key(7), gone.key);
     let began = *reconciler.draining().get(&id).expect("draining");
@@ -251,18 +270,211 @@ async fn full_syncs_in_parts_keep_when_a_drain_began() {
     );
 
     // A connection stays open on it, so it goes only when its time is up.
-    dataplane
-        .kernel()
-        .state
-        .virtual_servers
-        .get_mut(&key(7))
-        .and_then(|vs| vs.real_servers.get_mut(&gone.key))
-        .expect("in the kernel")
-        .counters
-        .active_connections = 1;
+    hold_a_connection(&dataplane, key(7), gone);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     reconciler.full_sync(fewer.clone()).await.unwrap();
     reconciler.resync().await.unwrap();
     assert_eq!(reconciler.draining().get(&id), Some(&began));
     assert_eq!(reconciler.draining().len(), 1);
+}
+
+/// The Service `i` of [`desired`] with endpoints `endpoints`.
+fn service_state(i: u32, endpoints: std::ops::Range<u32>) -> (Owner, Option<ServiceState>) {
+    let mut state = desired();
+    let name = ServiceRef::new("default", format!("svc-{i}"));
+    let mut service = state.services.remove(&name).expect("a desired Service");
+    for vs in service.virtual_servers.values_mut() {
+        vs.real_servers = endpoints
+            .clone()
+            .map(|e| {
+                let r = endpoint(i, e);
+                (r.key, r)
+            })
+            .collect();
+    }
+    (Owner::Service(name), Some(service))
+}
+
+/// Synced everything but Service 1200, whose virtual server was refused and
+/// then appeared in the kernel as it is wanted after all: the cache does not
+/// know it.
+async fn unknown_to_the_cache(
+    dataplane: &MemoryDataplane,
+    reconciler: &mut Reconciler<MemoryDataplane>,
+) {
+    dataplane
+        .kernel()
+        .fail_next
+        .push(Op::Ipvs(Operation::NewService(VirtualServer::new(
+            key(1200),
+            Scheduler::Rr,
+        ))));
+    let first = reconciler.full_sync(desired()).await.unwrap();
+    assert!(!first.failures.is_empty());
+    assert!(!reconciler
+        .observed()
+        .virtual_servers
+        .contains_key(&key(1200)));
+    {
+        let mut k = dataplane.kernel();
+        let mut vs = kube_ipvs_controller::ObservedVirtualServer {
+            service: VirtualServer::new(key(1200), Scheduler::Rr),
+            real_servers: Default::default(),
+        };
+        for e in 0..4 {
+            vs.real_servers.insert(
+                endpoint(1200, e).key,
+                kube_ipvs_controller::ObservedRealServer {
+                    server: endpoint(1200, e),
+                    counters: Default::default(),
+                },
+            );
+        }
+        k.state.virtual_servers.insert(key(1200), vs);
+    }
+}
+
+/// A reconciler over a fresh kernel after [`unknown_to_the_cache`].
+async fn with_one_unknown() -> (MemoryDataplane, Reconciler<MemoryDataplane>) {
+    let dataplane = MemoryDataplane::new();
+    let mut reconciler = Reconciler::new(
+        dataplane.clone(),
+        PlanConfig::default(),
+        Metrics::unregistered(),
+    );
+    unknown_to_the_cache(&dataplane, &mut reconciler).await;
+    (dataplane, reconciler)
+}
+
+/// Runs the resync under way to its end: how many parts that took, and its report.
+async fn rest_of_the_resync(reconciler: &mut Reconciler<MemoryDataplane>) -> (usize, SyncReport) {
+    let mut parts = 0;
+    loop {
+        parts += 1;
+        if let Some(report) = reconciler.resync_part().await.unwrap() {
+            return (parts, report);
+        }
+    }
+}
+
+/// A resync dropped for another (a relist's full sync) leaves the virtual
+/// servers whose real servers it never dumped unknown to the next: a change
+/// synced between the next one's parts dumps them instead of taking them
+/// for empty.
+#[tokio::test]
+async fn a_resync_begun_over_another_dumps_what_the_first_never_did() {
+    let (dataplane, mut reconciler) = with_one_unknown().await;
+    reconciler.begin_resync().await.unwrap();
+    reconciler.begin_resync().await.unwrap();
+    // Service 1200 changes before its part: its real servers are dumped
+    // first, so nothing is written twice.
+    let report = reconciler.sync_services([service_state(1200, 0..4)]).await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.writes, 0, "{:?}", report.operations);
+    let (_, report) = rest_of_the_resync(&mut reconciler).await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(&dataplane.kernel().state, reconciler.observed());
+}
+
+/// A periodic resync runs in parts (kube-proxy's `syncProxyRules` holds
+/// every change back until its one pass ends): changes synced between the
+/// parts go to the kernel at once, whether their virtual server's part is
+/// done, still to come, or its real servers were never dumped (a virtual
+/// server the cache did not know when the resync began is dumped before the
+/// change is planned against it), and the parts after them find nothing
+/// left to repair.
+#[tokio::test]
+async fn changes_synced_between_the_parts_of_a_resync_go_to_the_kernel_at_once() {
+    let (dataplane, mut reconciler) = with_one_unknown().await;
+
+    reconciler.begin_resync().await.unwrap();
+    assert!(reconciler.resyncing());
+    assert_eq!(
+        reconciler.resync_part().await.unwrap().map(|r| r.writes),
+        None
+    );
+    let before = dataplane.kernel().writes.len();
+
+    // Service 3's part is done, 1000's is still to come, 1100 goes, and
+    // 1200's real servers were never dumped.
+    let report = reconciler
+        .sync_services([
+            service_state(3, 0..5),
+            service_state(1000, 1..4),
+            (Owner::Service(ServiceRef::new("default", "svc-1100")), None),
+            service_state(1200, 0..4),
+        ])
+        .await;
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    {
+        let k = dataplane.kernel();
+        let new: Vec<String> = k.writes[before..].iter().map(ToString::to_string).collect();
+        // One real server added, one drained (TCP: weight 0), one virtual
+        // server deleted with its address; nothing for Service 1200.
+        assert_eq!(new.len(), 4, "{new:?}");
+        assert!(k.state.virtual_servers[&key(3)]
+            .real_servers
+            .contains_key(&endpoint(3, 4).key));
+        assert_eq!(
+            k.state.virtual_servers[&key(1000)].real_servers[&endpoint(1000, 0).key]
+                .server
+                .weight,
+            0
+        );
+        assert!(!k.state.virtual_servers.contains_key(&key(1100)));
+    }
+
+    let (parts, report) = rest_of_the_resync(&mut reconciler).await;
+    assert_eq!(1 + parts, SERVICES.div_ceil(512) as usize);
+    assert!(!reconciler.resyncing());
+    assert!(report.dumped);
+    // Only the real server drained above goes, at its part: it has no
+    // connections. Nothing else was left to repair.
+    assert_eq!(
+        report.operations,
+        BTreeMap::from([("del_dest", 1)]),
+        "{:?}",
+        report.operations
+    );
+    assert_eq!(report.writes, 1);
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(&dataplane.kernel().state, reconciler.observed());
+}
+
+/// After a restart the cache knows no real server until its part dumps it:
+/// a drain begun before the restart goes on from its recorded start, not
+/// from the first sync after it (kube-proxy's graceful termination list
+/// lives in memory and starts over; the drain store keeps it here).
+#[tokio::test]
+async fn a_drain_begun_before_a_restart_keeps_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("drains");
+    let dataplane = MemoryDataplane::new();
+    let config = PlanConfig {
+        graceful_period: std::time::Duration::from_secs(3600),
+        ..PlanConfig::default()
+    };
+    let mut before = Reconciler::new(dataplane.clone(), config.clone(), Metrics::unregistered())
+        .with_drain_store(kube_ipvs::drain_state::DrainStore::new(&store));
+    before.full_sync(desired()).await.unwrap();
+    let gone = endpoint(1_100, 0);
+    let fewer = desired_without(gone);
+    before.full_sync(fewer.clone()).await.unwrap();
+    let id = (key(1_100), gone.key);
+    let began = *before.draining().get(&id).expect("draining");
+    hold_a_connection(&dataplane, key(1_100), gone);
+    drop(before);
+
+    // The store keeps whole seconds: a start taken anew would be 2 s later.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let mut after = Reconciler::new(dataplane.clone(), config, Metrics::unregistered())
+        .with_drain_store(kube_ipvs::drain_state::DrainStore::new(&store));
+    let report = after.full_sync(fewer).await.unwrap();
+    assert_eq!(report.writes, 0, "{:?}", report.operations);
+    let start = *after.draining().get(&id).expect("still draining");
+    assert!(
+        start < began + std::time::Duration::from_millis(1_500),
+        "the drain started over: {:?} after it began",
+        start.duration_since(began)
+    );
 }

@@ -10,7 +10,10 @@
 //!
 //! The loop is fair: timers are polled before events, so a source that is
 //! always ready cannot hold syncs, drain checks or retries back, and each
-//! turn handles one event.
+//! turn handles one event. A periodic resync runs a part at a time; after
+//! each part the loop takes the events that came meanwhile and syncs their
+//! changes before the next part, so a resync of a large table delays a
+//! change by one part, not by the whole resync.
 //!
 //! - `schedule`: when each kind of sync is due ([`Timing`]).
 //! - `retry`: failing Services, retried with backoff, logged at a limited rate.
@@ -29,7 +32,7 @@ use std::future::Future;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt as _, Stream, StreamExt};
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
 use kube_ipvs_controller::{
@@ -55,6 +58,10 @@ use latency::Triggers;
 use retry::{Covered, Retries};
 use schedule::Schedule;
 use skips::SkipLog;
+
+/// How many events that are already waiting the loop takes between two
+/// parts of a resync (more wait for the part after).
+const EVENTS_BETWEEN_PARTS: usize = 4096;
 
 /// Where the HTTP server asks the loop for the JSON of the desired virtual
 /// servers (`/debug/virtual-servers`).
@@ -225,7 +232,8 @@ impl<D: Dataplane> Agent<D> {
     ) {
         let mut events = std::pin::pin!(events);
         let mut shutdown = std::pin::pin!(shutdown);
-        loop {
+        'run: loop {
+            let resyncing = self.reconciler.resyncing();
             let change_sync_at = self
                 .schedule
                 .change_sync_at(self.initialized(), !self.pending.is_empty());
@@ -239,18 +247,15 @@ impl<D: Dataplane> Agent<D> {
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                () = sleep_until_opt(resync_at), if resync_at.is_some() => {
+                () = sleep_until_opt(resync_at), if resync_at.is_some() && !resyncing => {
                     let retry = self.schedule.retrying();
                     self.schedule.resync_started();
                     let result = if retry {
-                        self.full_sync().await
+                        self.full_sync().await.map(Some)
                     } else {
-                        self.periodic_resync().await
+                        self.begin_periodic_resync().await
                     };
-                    match result {
-                        Ok(_) => self.schedule.succeeded(),
-                        Err(_) => self.schedule.failed(),
-                    }
+                    self.resync_result(&result);
                 }
                 () = sleep_until_opt(change_sync_at), if change_sync_at.is_some() => {
                     self.sync_pending().await;
@@ -258,6 +263,20 @@ impl<D: Dataplane> Agent<D> {
                 () = sleep_until_opt(retry_at), if retry_at.is_some() => {
                     let due = self.retries.take_due();
                     self.pending.merge(due);
+                }
+                // The periodic resync goes on a part at a time; the events
+                // that came during a part are taken before the next, and
+                // the changes they make are synced first when due.
+                () = std::future::ready(()), if resyncing => {
+                    let result = self.resync_part().await;
+                    self.resync_result(&result);
+                    for _ in 0..EVENTS_BETWEEN_PARTS {
+                        match events.next().now_or_never() {
+                            Some(Some(event)) => self.handle(event),
+                            Some(None) => break 'run,
+                            None => break,
+                        }
+                    }
                 }
                 () = sleep_until_opt(drain_at), if drain_at.is_some() => {
                     match self.reconciler.check_draining().await {
@@ -299,26 +318,63 @@ impl<D: Dataplane> Agent<D> {
         self.full_sync_ended(result)
     }
 
-    /// The periodic resync: the kernel dumped and compared with the desired
-    /// state as the incremental syncs keep it, without mapping every Service
-    /// again (the desired state is mapped whole at start, after a relist and
-    /// when a failed sync is retried). Changes still pending are synced
-    /// first, so none is counted as programmed by a resync that left it
-    /// out. At 10,000 Services the whole mapping was a third of a resync's
-    /// CPU.
+    /// The periodic resync, whole: the kernel dumped and compared with the
+    /// desired state as the incremental syncs keep it, without mapping every
+    /// Service again (the desired state is mapped whole at start, after a
+    /// relist and when a failed sync is retried). At 10,000 Services the
+    /// whole mapping was a third of a resync's CPU. The loop runs the same
+    /// resync a part at a time ([`Self::begin_periodic_resync`],
+    /// [`Self::resync_part`]), syncing changes between the parts.
     pub async fn periodic_resync(&mut self) -> Result<SyncReport, DataplaneError> {
+        if let Some(report) = self.begin_periodic_resync().await? {
+            return Ok(report);
+        }
+        loop {
+            if let Some(report) = self.resync_part().await? {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// Begins the periodic resync: its first part (the kernel's set-up,
+    /// the dump of the virtual servers, the addresses). Changes still
+    /// pending are synced first, so none is counted as programmed by a
+    /// resync that left it out. Before the first full sync, or when
+    /// everything must be mapped again, a full sync runs whole instead and
+    /// its report is returned.
+    pub async fn begin_periodic_resync(&mut self) -> Result<Option<SyncReport>, DataplaneError> {
         if !self.schedule.synced_once() || self.pending.all {
-            return self.full_sync().await;
+            return self.full_sync().await.map(Some);
         }
         self.refresh_node_addresses().await;
         if self.pending.all {
-            return self.full_sync().await;
+            return self.full_sync().await.map(Some);
         }
         if !self.pending.is_empty() {
             self.sync_pending().await;
         }
-        let result = self.reconciler.resync().await;
-        self.full_sync_ended(result)
+        match self.reconciler.begin_resync().await {
+            Ok(()) => Ok(None),
+            Err(e) => self.full_sync_ended(Err(e)).map(Some),
+        }
+    }
+
+    /// The next part of the resync under way; its report after the last.
+    pub async fn resync_part(&mut self) -> Result<Option<SyncReport>, DataplaneError> {
+        match self.reconciler.resync_part().await {
+            Ok(None) => Ok(None),
+            result => self
+                .full_sync_ended(result.map(|r| r.unwrap_or_default()))
+                .map(Some),
+        }
+    }
+
+    fn resync_result(&mut self, result: &Result<Option<SyncReport>, DataplaneError>) {
+        match result {
+            Ok(Some(_)) => self.schedule.succeeded(),
+            Ok(None) => {}
+            Err(_) => self.schedule.failed(),
+        }
     }
 
     fn full_sync_ended(
