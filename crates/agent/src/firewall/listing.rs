@@ -67,39 +67,77 @@ impl Listing {
     /// Takes the listed `objects` apart; `like` gives the fields that are
     /// not set elements.
     pub fn parse(objects: &[Value], like: &Ruleset) -> Listing {
-        let mut ruleset = Ruleset {
-            ipv4: FamilySets {
-                masquerade: like.ipv4.masquerade,
-                ..FamilySets::default()
+        let mut listing = Listing::empty(like);
+        for object in objects {
+            listing.take(object.clone());
+        }
+        listing
+    }
+
+    /// Reads an `nft -j list` output one object at a time, as
+    /// [`Listing::parse`] of its [`objects`] does: only one object (a set
+    /// with its elements, at most) is held as a JSON tree at once, and its
+    /// elements are dropped as they are read (the tree of a whole listing
+    /// held every element of every set at once, each resync).
+    pub fn read(listed: &str, like: &Ruleset) -> Result<Listing, serde_json::Error> {
+        let mut listing = Listing::empty(like);
+        let mut json = serde_json::Deserializer::from_str(listed);
+        serde::de::DeserializeSeed::deserialize(Root(&mut listing), &mut json)?;
+        json.end()?;
+        Ok(listing)
+    }
+
+    fn empty(like: &Ruleset) -> Listing {
+        Listing {
+            structure: Vec::new(),
+            ruleset: Ruleset {
+                ipv4: FamilySets {
+                    masquerade: like.ipv4.masquerade,
+                    ..FamilySets::default()
+                },
+                ipv6: FamilySets {
+                    masquerade: like.ipv6.masquerade,
+                    ..FamilySets::default()
+                },
+                ..like.clone()
             },
-            ipv6: FamilySets {
-                masquerade: like.ipv6.masquerade,
-                ..FamilySets::default()
-            },
-            ..like.clone()
+            unreadable: 0,
+        }
+    }
+
+    /// Takes one listed object: its elements, if it is one of the agent's
+    /// sets, into the ruleset; the rest into the structure.
+    fn take(&mut self, mut object: Value) {
+        let Some(outer) = object.as_object_mut() else {
+            self.structure.push(object);
+            return;
         };
-        let mut unreadable = 0;
-        for set in objects.iter().filter_map(|o| o.get("set")) {
-            let Some(name) = set.get("name").and_then(Value::as_str) else {
-                continue;
+        if outer.contains_key("metainfo") {
+            return;
+        }
+        let is_set = outer.contains_key("set");
+        // One key: "table", "set", "chain", "rule"...
+        if let Some(Value::Object(fields)) = outer.values_mut().next() {
+            fields.remove("handle");
+            let elements = fields.remove("elem");
+            let family = fields
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|name| name.rsplit_once('-'));
+            let target = match family {
+                Some((base, "v4")) if is_set => Some((base, &mut self.ruleset.ipv4)),
+                Some((base, "v6")) if is_set => Some((base, &mut self.ruleset.ipv6)),
+                _ => None,
             };
-            let (base, sets) = match name.rsplit_once('-') {
-                Some((base, "v4")) => (base, &mut ruleset.ipv4),
-                Some((base, "v6")) => (base, &mut ruleset.ipv6),
-                _ => continue,
-            };
-            let elements = set.get("elem").and_then(Value::as_array);
-            for element in elements.into_iter().flatten() {
-                if !insert(sets, base, unwrap_elem(element)) {
-                    unreadable += 1;
+            if let (Some((base, sets)), Some(Value::Array(elements))) = (target, elements) {
+                for element in elements {
+                    if !insert(sets, base, unwrap_elem(&element)) {
+                        self.unreadable += 1;
+                    }
                 }
             }
         }
-        Listing {
-            structure: structure(objects),
-            ruleset,
-            unreadable,
-        }
+        self.structure.push(object);
     }
 
     /// How the listed elements differ from `expected`'s (the structure is
@@ -119,6 +157,62 @@ impl Listing {
             }),
             other => other,
         }
+    }
+}
+
+/// The root of an `nft -j` listing: its `nftables` array, object by object.
+struct Root<'a>(&'a mut Listing);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Root<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Root<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an nft JSON listing")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "nftables" {
+                map.next_value_seed(Objects(&mut *self.0))?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `nftables` array, each object taken as soon as it is read.
+struct Objects<'a>(&'a mut Listing);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Objects<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Objects<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of nft objects")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(object) = seq.next_element::<Value>()? {
+            self.0.take(object);
+        }
+        Ok(())
     }
 }
 

@@ -121,7 +121,7 @@ impl Firewall {
             detail: nft_detail(&source),
             source: Box::new(source),
         })?;
-        self.structure = Some(list(true)?.ok_or(FirewallError::TableMissing)?);
+        self.structure = Some(list_structure()?.ok_or(FirewallError::TableMissing)?);
         self.held = Some(ruleset.clone());
         Ok(TableWrite {
             kind: WriteKind::Table { elements },
@@ -158,10 +158,11 @@ impl Firewall {
     /// by one), and writes the [`SYSCTLS`] that differ.
     pub fn check(&mut self, expected: &Ruleset) -> Result<TableCheck, FirewallError> {
         let sysctls = set_sysctls()?;
-        let drift = match list(false)? {
+        let drift = match list_raw(false)? {
             None => Some(Drift::Missing),
-            Some(objects) => {
-                let found = listing::Listing::parse(&objects, expected);
+            Some(listed) => {
+                let found = listing::Listing::read(&listed, expected)
+                    .map_err(FirewallError::ParseListing)?;
                 match &self.structure {
                     Some(structure) if *structure == found.structure => found.drift(expected),
                     _ => Some(Drift::Structure),
@@ -193,9 +194,19 @@ fn run(payload: &str) -> Result<(), nftables::helper::NftablesError> {
     .map(drop)
 }
 
-/// `nft -j list table inet kube-ipvs` (`-t`: without set elements), its
-/// objects; `None` when there is no such table.
-fn list(terse: bool) -> Result<Option<Vec<Value>>, FirewallError> {
+/// `nft -j list table inet kube-ipvs -t` (without set elements), its
+/// structure ([`listing::structure`]); `None` when there is no such table.
+fn list_structure() -> Result<Option<Vec<Value>>, FirewallError> {
+    let Some(listed) = list_raw(true)? else {
+        return Ok(None);
+    };
+    let objects = listing::objects(&listed).map_err(FirewallError::ParseListing)?;
+    Ok(Some(listing::structure(&objects)))
+}
+
+/// `nft -j list table inet kube-ipvs` (`-t`: without set elements), as
+/// printed; `None` when there is no such table.
+fn list_raw(terse: bool) -> Result<Option<String>, FirewallError> {
     let args: &[&str] = if terse {
         &["-t", "list", "table", "inet", render::TABLE]
     } else {
@@ -219,12 +230,7 @@ fn list(terse: bool) -> Result<Option<Vec<Value>>, FirewallError> {
             })
         }
     };
-    let objects = listing::objects(&listed).map_err(FirewallError::ParseListing)?;
-    Ok(Some(if terse {
-        listing::structure(&objects)
-    } else {
-        objects
-    }))
+    Ok(Some(listed))
 }
 
 /// Writes the [`SYSCTLS`] that differ, and names them.

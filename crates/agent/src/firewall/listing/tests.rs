@@ -86,6 +86,15 @@ fn the_listing_of_a_written_table_matches_its_ruleset() {
 }
 
 #[test]
+fn read_object_by_object_is_parse_of_the_whole_tree() {
+    let expected = sample();
+    let read = Listing::read(FULL, &expected).unwrap();
+    assert_eq!(read, Listing::parse(&full(), &expected));
+    assert_eq!(read.ruleset, expected);
+    assert!(Listing::read("{\"nftables\": [{\"set\": ", &expected).is_err());
+}
+
+#[test]
 fn an_element_deleted_or_added_by_hand_is_drift() {
     let expected = sample();
     let mut fewer = expected.clone();
