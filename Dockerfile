@@ -11,8 +11,8 @@ COPY . .
 # builds; the binary is copied out of the target mount in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release -p kube-ipvs --locked \
- && install -D -m 0755 target/release/kube-ipvs /out/kube-ipvs
+    cargo build --profile dist -p kube-ipvs --locked \
+ && install -D -m 0755 target/dist/kube-ipvs /out/kube-ipvs
 
 # Same Debian release as the builder, so the binary finds the glibc it was
 # linked against.

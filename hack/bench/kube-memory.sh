@@ -167,6 +167,8 @@ save_ms=$(ms_since "$start")
 save_ticks=$((save_stat[15] + save_stat[16]))
 say "idle ${idle_s} s: ${idle_ticks} ticks (user $((u1 - u0)), sys $((s1 - s0))), ${resyncs} periodic resyncs (the last ${resync_ms} ms); one ipvsadm -Sn: ${save_ticks} ticks (user ${save_stat[15]}, sys ${save_stat[16]}), ${save_ms} ms"
 hwm_end=$(kib VmHWM $agent)
+rss_end=$(kib VmRSS $agent)
+say "agent at the end: peak ${hwm_end} KiB, resident now ${rss_end} KiB"
 kill $agent
 wait $agent || true
 agent=
@@ -186,8 +188,8 @@ printf '{"source":"kubernetes","services":%d,"endpoints_per_service":%d,' "$serv
 printf '"virtual_servers":%d,"real_servers":%d,"first_sync_ms":%d,' \
 	"$virtual_servers" "$real_servers" "$first_sync_ms"
 printf '"peak_rss_kib_first_sync":%d,"rss_kib_first_sync":%d,' "$hwm_first" "$rss_first"
-printf '"peak_rss_kib_later":%d,"rss_kib_later":%d,"settle_s":%d,"peak_rss_kib_end":%d,' \
-	"$hwm_later" "$rss_later" "$settle" "$hwm_end"
+printf '"peak_rss_kib_later":%d,"rss_kib_later":%d,"settle_s":%d,"peak_rss_kib_end":%d,"rss_kib_end":%d,' \
+	"$hwm_later" "$rss_later" "$settle" "$hwm_end" "$rss_end"
 printf '"cold_user_cpu_ms":%d,"cold_sys_cpu_ms":%d,"cold_user_vs_sys":%.2f,"ipvsadm_restore_ms":%d,"first_sync_vs_restore":%.3f,' \
 	"$((cold_user * 1000 / tick))" "$((cold_sys * 1000 / tick))" \
 	"$(awk -v u="$cold_user" -v s="$cold_sys" 'BEGIN {print (s > 0) ? u / s : 0}')" \
