@@ -1145,3 +1145,98 @@ async fn a_change_during_a_periodic_resync_is_synced_before_the_resync_ends() {
         .collect();
     assert_eq!(servers, vec![new]);
 }
+
+/// A change taken between two parts of a periodic resync, but not yet due
+/// (a sync ran within `--ipvs-min-sync-period`), is still pending when the
+/// resync ends: the resync did not program it, so its latency and the
+/// pending gauges wait for the sync that does. kube-proxy observes
+/// `NetworkProgrammingLatency` in `syncProxyRules` for the changes that
+/// sync applied (`endpointsChanges.Update` hands it only those).
+#[tokio::test(start_paused = true)]
+async fn a_change_still_pending_when_a_resync_ends_is_not_counted_as_programmed() {
+    let mut h = Harness::start(Timing {
+        min_sync_period: Duration::from_secs(15),
+        ..timing()
+    });
+    let n = 1_200;
+    let address = |i: u32| format!("10.96.{}.{}", i / 250, i % 250 + 1);
+    h.initial(
+        (0..n)
+            .map(|i| service(&format!("s{i}"), &address(i), "TCP", 80))
+            .collect(),
+        (0..n)
+            .map(|i| slice(&format!("s{i}"), "TCP", &["10.244.0.1"]))
+            .collect(),
+    );
+    assert_eq!(h.next_sync().await.0, SyncKind::Full);
+    let synced_at = Instant::now();
+    let programmed = |h: &Harness| {
+        h.metrics
+            .network_programming
+            .with_label_values(&["IPv4"])
+            .get_sample_count()
+    };
+    let pending = |h: &Harness| {
+        h.metrics
+            .endpoint_changes_pending
+            .with_label_values(&["IPv4"])
+            .get()
+    };
+
+    // Endpoints are added, not moved, so that no drain check runs.
+    // One change synced at 25 s, the next due 15 s later: the resync,
+    // beginning at 30 s, syncs it first.
+    h.dataplane.kernel().dump_delay = Duration::from_secs(5);
+    tokio::time::sleep_until(synced_at + Duration::from_secs(25)).await;
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "s1",
+        "TCP",
+        &["10.244.0.1", "10.244.0.2"],
+    ))));
+    assert_eq!(h.next_sync().await.0, SyncKind::Incremental);
+    tokio::time::sleep_until(synced_at + Duration::from_secs(29)).await;
+    h.send(SourceEvent::EndpointSlices(Event::Apply(slice(
+        "s2",
+        "TCP",
+        &["10.244.0.1", "10.244.0.2"],
+    ))));
+    let (kind, _) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Incremental);
+    assert_eq!(Instant::now(), synced_at + Duration::from_secs(30));
+
+    // A change stamped by the EndpointSlice controller comes during the
+    // resync's second part (30-35-40-45 s); it is due at 45 s.
+    tokio::time::sleep_until(synced_at + Duration::from_secs(37)).await;
+    let mut changed = slice("s1100", "TCP", &["10.244.0.1", "10.244.0.2"]);
+    changed.metadata.annotations = Some(
+        [(
+            "endpoints.kubernetes.io/last-change-trigger-time".to_owned(),
+            jiff::Timestamp::now().to_string(),
+        )]
+        .into(),
+    );
+    h.send(SourceEvent::EndpointSlices(Event::Apply(changed)));
+
+    let (kind, _) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Full);
+    assert_eq!(Instant::now(), synced_at + Duration::from_secs(45));
+    let key = VirtualServerKey::inet(Protocol::Tcp, ip(&address(1100)), 80);
+    let new = RealServerKey {
+        address: ip("10.244.0.2"),
+        port: 8080,
+    };
+    assert!(!h.dataplane.kernel().state.virtual_servers[&key]
+        .real_servers
+        .contains_key(&new));
+    assert_eq!(programmed(&h), 0, "counted before it reached the kernel");
+    assert_eq!(pending(&h), 1);
+
+    let (kind, report) = h.next_sync().await;
+    assert_eq!(kind, SyncKind::Incremental);
+    assert_eq!(report.writes, 1, "{:?}", report.operations);
+    assert!(h.dataplane.kernel().state.virtual_servers[&key]
+        .real_servers
+        .contains_key(&new));
+    assert_eq!(programmed(&h), 1);
+    assert_eq!(pending(&h), 0);
+}

@@ -481,6 +481,10 @@ impl<D: Dataplane> Agent<D> {
         // A drain check does not program pending changes: it is neither a
         // full nor a partial sync in kube-proxy's sense, and the latency of
         // changes is measured when a full or incremental sync programs them.
+        // Nor does a periodic resync that ends with changes still pending
+        // (taken between its parts, not yet due): they wait, with their
+        // trigger times and gauges, for the sync that programs them.
+        let programmed = kind.programs_changes() && self.pending.is_empty();
         if kind.programs_changes() {
             let seconds = report.duration.as_secs_f64();
             let split = match kind {
@@ -494,6 +498,8 @@ impl<D: Dataplane> Agent<D> {
                     .observe(seconds);
                 split.with_label_values(&[family]).observe(seconds);
             }
+        }
+        if programmed {
             self.changes.synced(&self.metrics);
         }
         // A sync that reached the kernel is the loop working, whatever single
@@ -505,7 +511,7 @@ impl<D: Dataplane> Agent<D> {
             for family in &self.families {
                 self.metrics.last_sync.with_label_values(&[family]).set(now);
             }
-            if kind.programs_changes() {
+            if programmed {
                 self.triggers.programmed(&self.metrics.network_programming);
             }
         }
