@@ -32,6 +32,11 @@ RUN apt-get update \
       nftables \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=builder /out/kube-ipvs /usr/local/bin/kube-ipvs
+# One malloc arena: the source is read on another thread than the loop
+# syncs on, and glibc's arena per thread kept a second heap's worth of
+# freed list pages (first-sync peak at 10,000 Services x 10 endpoints,
+# 81 MiB against 59 MiB with one arena; README, Performance).
+ENV MALLOC_ARENA_MAX=1
 # Root: the capabilities the DaemonSet adds (NET_ADMIN, SYS_MODULE, NET_RAW)
 # are effective only for root, as Kubernetes sets no ambient capabilities.
 USER 0:0

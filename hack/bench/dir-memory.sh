@@ -22,7 +22,8 @@ size=$(stat -c %s /tmp/m/cluster.yaml)
 flags=(--from-dir /tmp/m --hostname-override node-0 --no-firewall --healthz-bind-address '')
 
 start=$(now_ns)
-kube-ipvs run "${flags[@]}" --metrics-bind-address '' --once >once.json 2>once.err &
+# One malloc arena, as the image sets it (Dockerfile).
+MALLOC_ARENA_MAX=1 kube-ipvs run "${flags[@]}" --metrics-bind-address '' --once >once.json 2>once.err &
 once=$!
 once_hwm=0
 while hwm=$(kib VmHWM $once 2>/dev/null) && [[ -n $hwm ]]; do
@@ -38,7 +39,7 @@ say "run --once: ${once_ms} ms, peak ${once_hwm} KiB: $(cat once.json)"
 ipvsadm -C
 
 start=$(now_ns)
-kube-ipvs run "${flags[@]}" --metrics-bind-address 127.0.0.1:10249 >agent.log 2>&1 &
+MALLOC_ARENA_MAX=1 kube-ipvs run "${flags[@]}" --metrics-bind-address 127.0.0.1:10249 >agent.log 2>&1 &
 agent=$!
 trap 'kill $agent 2>/dev/null || true' EXIT
 until grep -q 'sync="full"\|sync=full' agent.log; do

@@ -57,7 +57,8 @@ hwm_of() {
 	done <"/proc/$1/status"
 }
 start=$(now_ns)
-kube-ipvs run "${flags[@]}" --metrics-bind-address '' --once >once.json 2>once.err &
+# One malloc arena, as the image sets it (Dockerfile).
+MALLOC_ARENA_MAX=1 kube-ipvs run "${flags[@]}" --metrics-bind-address '' --once >once.json 2>once.err &
 once=$!
 once_hwm_kib=0
 once_cpu="0 0"
@@ -86,7 +87,7 @@ restore_ms=$(ms_since "$start")
 say "ipvsadm -R of $rule_lines lines: ${restore_ms} ms"
 
 # --- 3. watch mode over the restored state -----------------------------------
-kube-ipvs run "${flags[@]}" --metrics-bind-address 127.0.0.1:10249 \
+MALLOC_ARENA_MAX=1 kube-ipvs run "${flags[@]}" --metrics-bind-address 127.0.0.1:10249 \
 	--ipvs-min-sync-period 1s --ipvs-sync-period 30s >agent.log 2>&1 &
 agent=$!
 trap 'kill $agent 2>/dev/null || true' EXIT

@@ -2,7 +2,8 @@
 //! keeps none (so a profile shows the agent's memory alone), for heap
 //! profiles on a host without IPVS (`heaptrack`, `valgrind --tool=massif`):
 //! reads the source named by `run`'s flags until its initial state is
-//! whole, runs one full sync, and prints what it wrote.
+//! whole, runs one full sync, and prints what it wrote. Run it with
+//! `MALLOC_ARENA_MAX=1`, as the image does.
 //!
 //!     cargo run --release -p kube-ipvs --example sync_memory -- \
 //!         --kubeconfig kubeconfig --hostname-override node-0
@@ -47,6 +48,11 @@ async fn main() -> anyhow::Result<()> {
         args.ipvs_sync_period,
     )
     .await?;
+    // As `run` reads it; SYNC_MEMORY_INLINE_SOURCE=1 polls it from the
+    // agent's own task instead, for comparison.
+    if std::env::var_os("SYNC_MEMORY_INLINE_SOURCE").is_none() {
+        stream = kube_ipvs::cmd::in_own_task(stream);
+    }
     until_initialized(&mut stream, &mut agent).await?;
     let report = agent.full_sync().await?;
     eprintln!("writes {}", report.writes);

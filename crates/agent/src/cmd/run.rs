@@ -10,7 +10,7 @@ use kube_ipvs_controller::{Config, PlanConfig, StreamConfig};
 use prometheus::Registry;
 use serde::Serialize;
 
-use super::{events, node_name, until_initialized, Initializing};
+use super::{events, in_own_task, node_name, until_initialized, Initializing};
 use crate::agent::{Agent, Timing};
 use crate::cli::{CleanupArgs, RunArgs};
 use crate::dataplane::kernel::{self, KernelDataplane};
@@ -117,7 +117,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         .await?;
     }
     tracing::info!(node = %node, "kube-ipvs started");
-    agent.run(stream, shutdown_signal()).await;
+    agent.run(in_own_task(stream), shutdown_signal()).await;
     Ok(ExitCode::SUCCESS)
 }
 
