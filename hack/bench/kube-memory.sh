@@ -152,6 +152,10 @@ sync_durations=$(grep 'sync="incremental"\|sync=incremental' agent.log | tail -n
 sync_p50_ms=$(percentile 50 $sync_durations)
 sync_p99_ms=$(percentile 99 $sync_durations)
 say "$changes changes: request to kernel p50 ${p50_ms} ms, p99 ${p99_ms} ms; to the sync's log line p50 ${logged_p50_ms} ms, p99 ${logged_p99_ms} ms; the syncs p50 ${sync_p50_ms} ms, p99 ${sync_p99_ms} ms"
+# Where the watching agent's memory grows: after the changes, before standing still.
+hwm_changes=$(kib VmHWM $agent)
+rss_changes=$(kib VmRSS $agent)
+say "agent after the changes: peak ${hwm_changes} KiB, resident ${rss_changes} KiB; $(grep -c 'sync="full"\|sync=full' agent.log) full syncs, $(grep -c 'watch failed' agent.log) watch failures so far"
 
 # --- standing still ---------------------------------------------------------------
 read -r u0 s0 <<<"$(cpu_of $agent)"
@@ -189,8 +193,8 @@ printf '{"source":"kubernetes","services":%d,"endpoints_per_service":%d,' "$serv
 printf '"virtual_servers":%d,"real_servers":%d,"first_sync_ms":%d,' \
 	"$virtual_servers" "$real_servers" "$first_sync_ms"
 printf '"peak_rss_kib_first_sync":%d,"rss_kib_first_sync":%d,' "$hwm_first" "$rss_first"
-printf '"peak_rss_kib_later":%d,"rss_kib_later":%d,"settle_s":%d,"peak_rss_kib_end":%d,"rss_kib_end":%d,' \
-	"$hwm_later" "$rss_later" "$settle" "$hwm_end" "$rss_end"
+printf '"peak_rss_kib_later":%d,"rss_kib_later":%d,"settle_s":%d,"peak_rss_kib_after_changes":%d,"rss_kib_after_changes":%d,"peak_rss_kib_end":%d,"rss_kib_end":%d,' \
+	"$hwm_later" "$rss_later" "$settle" "$hwm_changes" "$rss_changes" "$hwm_end" "$rss_end"
 printf '"cold_user_cpu_ms":%d,"cold_sys_cpu_ms":%d,"cold_user_vs_sys":%.2f,"ipvsadm_restore_ms":%d,"first_sync_vs_restore":%.3f,' \
 	"$((cold_user * 1000 / tick))" "$((cold_sys * 1000 / tick))" \
 	"$(awk -v u="$cold_user" -v s="$cold_sys" 'BEGIN {print (s > 0) ? u / s : 0}')" \
