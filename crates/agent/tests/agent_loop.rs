@@ -1082,16 +1082,16 @@ async fn a_config_map_change_moves_a_port_to_another_service_within_one_sync() {
     assert_eq!(h.dataplane.kernel().dumps, 1);
 }
 
-/// kube-proxy's `syncProxyRules` makes a change that comes during a full
-/// resync wait for the resync's end (at 10,000 Services, tens of seconds on
-/// a loaded node). Here the periodic resync runs a part at a time, and a
-/// change that comes during a part is synced as soon as that part ends.
-#[tokio::test(start_paused = true)]
-async fn a_change_during_a_periodic_resync_is_synced_before_the_resync_ends() {
-    let mut h = Harness::start(timing());
-    // Three parts of up to 512 virtual servers.
+/// The address of the `i`th Service of [`initial_in_three_parts`].
+fn address(i: u32) -> String {
+    format!("10.96.{}.{}", i / 250, i % 250 + 1)
+}
+
+/// 1,200 Services `s0`..`s1199` of one TCP port, each with the endpoint
+/// 10.244.0.1: a periodic resync of them runs in three parts of up to 512
+/// virtual servers. Returns their number.
+fn initial_in_three_parts(h: &mut Harness) -> u32 {
     let n = 1_200;
-    let address = |i: u32| format!("10.96.{}.{}", i / 250, i % 250 + 1);
     h.initial(
         (0..n)
             .map(|i| service(&format!("s{i}"), &address(i), "TCP", 80))
@@ -1100,6 +1100,17 @@ async fn a_change_during_a_periodic_resync_is_synced_before_the_resync_ends() {
             .map(|i| slice(&format!("s{i}"), "TCP", &["10.244.0.1"]))
             .collect(),
     );
+    n
+}
+
+/// kube-proxy's `syncProxyRules` makes a change that comes during a full
+/// resync wait for the resync's end (at 10,000 Services, tens of seconds on
+/// a loaded node). Here the periodic resync runs a part at a time, and a
+/// change that comes during a part is synced as soon as that part ends.
+#[tokio::test(start_paused = true)]
+async fn a_change_during_a_periodic_resync_is_synced_before_the_resync_ends() {
+    let mut h = Harness::start(timing());
+    let n = initial_in_three_parts(&mut h);
     let (kind, report) = h.next_sync().await;
     assert_eq!(kind, SyncKind::Full);
     assert_eq!(report.writes, 3 * n as usize);
@@ -1158,16 +1169,7 @@ async fn a_change_still_pending_when_a_resync_ends_is_not_counted_as_programmed(
         min_sync_period: Duration::from_secs(15),
         ..timing()
     });
-    let n = 1_200;
-    let address = |i: u32| format!("10.96.{}.{}", i / 250, i % 250 + 1);
-    h.initial(
-        (0..n)
-            .map(|i| service(&format!("s{i}"), &address(i), "TCP", 80))
-            .collect(),
-        (0..n)
-            .map(|i| slice(&format!("s{i}"), "TCP", &["10.244.0.1"]))
-            .collect(),
-    );
+    initial_in_three_parts(&mut h);
     assert_eq!(h.next_sync().await.0, SyncKind::Full);
     let synced_at = Instant::now();
     let programmed = |h: &Harness| {
