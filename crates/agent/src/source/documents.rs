@@ -225,10 +225,7 @@ fn empty_file() -> Option<std::fs::File> {
 }
 
 fn parse_yaml(text: &str) -> Result<Value, String> {
-    // The files are the operator's own, and may be large: no budget.
-    let mut options = serde_saphyr::Options::default();
-    options.budget = None;
-    serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())
+    super::yaml::document(text)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! - `documents`: a manifest file read one document at a time.
 //! - `index`: which file contributed which object, by fingerprint.
 //! - `trim`: dropping the fields the agent never reads.
+//! - [`yaml`]: a document's YAML, the common part read without a general parser.
 
 mod client;
 pub mod cluster;
@@ -21,6 +22,7 @@ mod documents;
 mod index;
 pub mod manifest;
 mod trim;
+pub mod yaml;
 
 use std::path::PathBuf;
 

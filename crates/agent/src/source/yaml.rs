@@ -1,0 +1,404 @@
+//! A manifest document's YAML, read into a JSON value.
+//!
+//! Manifests are written in a small part of YAML: block mappings and
+//! sequences, one-line scalars and one-line flow collections, comments.
+//! That part is read here by [`block_subset`], line by line and without a
+//! general parser's token and event queues; on the directory source's cold
+//! sync it was where most of the agent's CPU went (a general parser made
+//! reading the files cost three times the kernel's work of programming
+//! them). Whatever falls outside the part (anchors, tags, block scalars,
+//! multi-line scalars, duplicate keys, plain scalars whose type a YAML
+//! schema could read otherwise, tabs) makes it give up, and the document is
+//! read by the general parser ([`general`]) instead: [`document`] is always
+//! what [`general`] would say. The fuzz target `yaml_subset` and the tests
+//! below hold the two readers to the same value wherever the subset reader
+//! answers.
+
+use serde_json::{Map, Number, Value};
+
+/// One document's value: read by [`block_subset`] when it can, else by
+/// [`general`].
+pub fn document(text: &str) -> Result<Value, String> {
+    match block_subset(text) {
+        Some(value) => Ok(value),
+        None => general(text),
+    }
+}
+
+/// One document read by the general YAML parser.
+pub fn general(text: &str) -> Result<Value, String> {
+    // The files are the operator's own, and may be large: no budget.
+    let mut options = serde_saphyr::Options::default();
+    options.budget = None;
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())
+}
+
+/// A document whose top level is a block mapping, read when everything in
+/// it is in the subset described above; `None` when anything is not (the
+/// document may still be valid YAML).
+pub fn block_subset(text: &str) -> Option<Value> {
+    // Tabs, other line breaks and characters YAML does not allow.
+    let odd = |c: char| {
+        (c.is_control() && c != '\n')
+            || matches!(
+                c,
+                '\u{feff}' | '\u{fffe}' | '\u{ffff}' | '\u{2028}' | '\u{2029}'
+            )
+    };
+    if text.contains(odd) {
+        return None;
+    }
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let content = line.trim_start_matches(' ');
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        if n == 0 || lines.is_empty() {
+            if let Some(rest) = content.strip_prefix("---") {
+                // The marker, alone or with a comment.
+                match rest.trim_start_matches(' ') {
+                    "" => continue,
+                    r if r.starts_with('#') && rest.starts_with(' ') => continue,
+                    _ => return None,
+                }
+            }
+        }
+        lines.push(Line {
+            indent: line.len() - content.len(),
+            content,
+        });
+    }
+    let first = lines.first()?;
+    if is_item(first.content) {
+        return None;
+    }
+    let mut reader = Reader { lines, at: 0 };
+    let indent = reader.lines[0].indent;
+    let value = reader.mapping(indent)?;
+    (reader.at == reader.lines.len()).then_some(value)
+}
+
+/// A line with content: its indentation and the rest.
+struct Line<'a> {
+    indent: usize,
+    content: &'a str,
+}
+
+struct Reader<'a> {
+    lines: Vec<Line<'a>>,
+    /// The next line to read.
+    at: usize,
+}
+
+/// Whether a line's content is a block sequence's item.
+fn is_item(content: &str) -> bool {
+    content == "-" || content.starts_with("- ")
+}
+
+/// Whether what is left of a line says nothing: empty, or a comment.
+fn is_blank(rest: &str) -> bool {
+    let rest = rest.trim_start_matches(' ');
+    rest.is_empty() || rest.starts_with('#')
+}
+
+impl<'a> Reader<'a> {
+    fn peek(&self) -> Option<&Line<'a>> {
+        self.lines.get(self.at)
+    }
+
+    /// The block node whose first line is the next, at `indent`.
+    fn node(&mut self, indent: usize) -> Option<Value> {
+        if is_item(self.peek()?.content) {
+            self.sequence(indent)
+        } else {
+            self.mapping(indent)
+        }
+    }
+
+    /// The value of a key or item whose line ended after its indicator: a
+    /// block node on the next lines, indented deeper than `indent` (or a
+    /// sequence at `indent` itself, when `same_indent_sequence`), else null.
+    fn nested(&mut self, indent: usize, same_indent_sequence: bool) -> Option<Value> {
+        match self.peek() {
+            Some(next) if next.indent > indent => {
+                let indent = next.indent;
+                self.node(indent)
+            }
+            Some(next)
+                if same_indent_sequence && next.indent == indent && is_item(next.content) =>
+            {
+                self.sequence(indent)
+            }
+            _ => Some(Value::Null),
+        }
+    }
+
+    fn mapping(&mut self, indent: usize) -> Option<Value> {
+        let mut map = Map::new();
+        while let Some(line) = self.peek() {
+            if line.indent < indent {
+                break;
+            }
+            if line.indent > indent || is_item(line.content) {
+                return None;
+            }
+            let content = line.content;
+            let (key, rest) = split_key(content)?;
+            self.at += 1;
+            let value = if is_blank(rest) {
+                self.nested(indent, true)?
+            } else {
+                let value = inline(rest)?;
+                // A deeper line after a scalar would continue it.
+                if self.peek().is_some_and(|next| next.indent > indent) {
+                    return None;
+                }
+                value
+            };
+            if map.insert(key, value).is_some() {
+                return None;
+            }
+        }
+        Some(Value::Object(map))
+    }
+
+    fn sequence(&mut self, indent: usize) -> Option<Value> {
+        let mut items = Vec::new();
+        while let Some(line) = self.peek() {
+            if line.indent < indent || (line.indent == indent && !is_item(line.content)) {
+                break;
+            }
+            if line.indent > indent {
+                return None;
+            }
+            let rest = &line.content[1..];
+            if is_blank(rest) {
+                self.at += 1;
+                items.push(self.nested(indent, false)?);
+                continue;
+            }
+            let inner = rest.trim_start_matches(' ');
+            let column = indent + 1 + (rest.len() - inner.len());
+            if is_item(inner) || split_key(inner).is_some() {
+                // A compact nested node: read it as if it began on a line
+                // of its own at its column.
+                self.lines[self.at] = Line {
+                    indent: column,
+                    content: inner,
+                };
+                items.push(self.node(column)?);
+            } else {
+                self.at += 1;
+                items.push(inline(inner)?);
+                if self.peek().is_some_and(|next| next.indent > indent) {
+                    return None;
+                }
+            }
+        }
+        Some(Value::Array(items))
+    }
+}
+
+/// A block mapping entry's key, and the rest of its line after the `:`.
+fn split_key(content: &str) -> Option<(String, &str)> {
+    let (key, rest) = if content.starts_with(['"', '\'']) {
+        let (key, rest) = quoted(content)?;
+        (key, rest.strip_prefix(':')?)
+    } else {
+        let end = content
+            .char_indices()
+            .find(|&(i, c)| c == ':' && content[i + 1..].chars().next().is_none_or(|n| n == ' '))
+            .map(|(i, _)| i)?;
+        let key = content[..end].trim_end_matches(' ');
+        if key.contains(" #") || key == "<<" {
+            return None;
+        }
+        let Value::String(key) = plain(key)? else {
+            return None;
+        };
+        (key, &content[end + 1..])
+    };
+    if !(rest.is_empty() || rest.starts_with(' ')) {
+        return None;
+    }
+    Some((key, rest))
+}
+
+/// A value that starts and ends on its line (after `key: ` or `- `): a
+/// quoted or plain scalar or a flow collection, and perhaps a comment.
+fn inline(text: &str) -> Option<Value> {
+    let text = text.trim_start_matches(' ');
+    let (value, rest) = match text.as_bytes().first()? {
+        b'"' | b'\'' => {
+            let (s, rest) = quoted(text)?;
+            (Value::String(s), rest)
+        }
+        b'[' | b'{' => flow(text)?,
+        _ => {
+            let end = text.find(" #").unwrap_or(text.len());
+            let scalar = text[..end].trim_end_matches(' ');
+            if scalar.contains(": ") || scalar.ends_with(':') {
+                return None;
+            }
+            (plain(scalar)?, &text[end..])
+        }
+    };
+    is_blank(rest)
+        .then_some(value)
+        .filter(|_| rest.is_empty() || rest.starts_with(' '))
+}
+
+/// A plain scalar, when its type is certain: `null`, `~`, `true`, `false`,
+/// canonical integers, and strings that no YAML schema reads as anything
+/// else. `None` for the rest (floats, `yes`, octal, dates...).
+fn plain(s: &str) -> Option<Value> {
+    let first = s.chars().next()?;
+    if s.chars().any(char::is_control) {
+        return None;
+    }
+    match s {
+        "~" | "null" => return Some(Value::Null),
+        "true" => return Some(Value::Bool(true)),
+        "false" => return Some(Value::Bool(false)),
+        _ => {}
+    }
+    const OTHER_SCHEMAS: [&str; 11] = [
+        "null", "true", "false", "yes", "no", "on", "off", "y", "n", "nan", "inf",
+    ];
+    if s.len() <= 5 && OTHER_SCHEMAS.iter().any(|w| w.eq_ignore_ascii_case(s)) {
+        return None;
+    }
+    if first.is_ascii_digit() || first == '-' {
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        let canonical = !digits.is_empty()
+            && digits.len() <= 18
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || !digits.starts_with('0'))
+            && s != "-0";
+        if canonical {
+            return s
+                .parse::<i64>()
+                .ok()
+                .map(|n| Value::Number(Number::from(n)));
+        }
+        // Dotted numbers (addresses, versions) are strings in every schema.
+        let dotted = first.is_ascii_digit()
+            && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && s.bytes().filter(|&b| b == b'.').count() >= 2
+            && !s.ends_with('.')
+            && !s.contains("..");
+        return dotted.then(|| Value::String(s.to_owned()));
+    }
+    let starts_plain = first.is_alphabetic() || first == '_' || first == '/';
+    (starts_plain && s != "=").then(|| Value::String(s.to_owned()))
+}
+
+/// A quoted scalar at the start of `text`, and what follows its closing
+/// quote. Escapes beyond the common ones, and scalars that do not close on
+/// their line, are left to the general parser.
+fn quoted(text: &str) -> Option<(String, &str)> {
+    let mut chars = text.char_indices();
+    let (_, quote) = chars.next()?;
+    let mut out = String::new();
+    while let Some((i, c)) = chars.next() {
+        match (quote, c) {
+            ('"', '"') => return Some((out, &text[i + 1..])),
+            ('\'', '\'') => {
+                if text[i + 1..].starts_with('\'') {
+                    chars.next();
+                    out.push('\'');
+                } else {
+                    return Some((out, &text[i + 1..]));
+                }
+            }
+            ('"', '\\') => {
+                let (_, e) = chars.next()?;
+                out.push(match e {
+                    '\\' => '\\',
+                    '"' => '"',
+                    '/' => '/',
+                    'n' => '\n',
+                    't' => '\t',
+                    'r' => '\r',
+                    _ => return None,
+                });
+            }
+            _ => out.push(c),
+        }
+    }
+    None
+}
+
+/// A one-line flow collection at the start of `text`, and what follows it.
+fn flow(text: &str) -> Option<(Value, &str)> {
+    let close = match text.as_bytes().first()? {
+        b'[' => ']',
+        b'{' => '}',
+        _ => return None,
+    };
+    let mut rest = text[1..].trim_start_matches(' ');
+    let mut items = Vec::new();
+    let mut map = Map::new();
+    if let Some(after) = rest.strip_prefix(close) {
+        rest = after;
+    } else {
+        loop {
+            let (value, after) = flow_node(rest)?;
+            let mut after = after.trim_start_matches(' ');
+            if close == '}' {
+                let Value::String(key) = value else {
+                    return None;
+                };
+                after = after.strip_prefix(": ")?.trim_start_matches(' ');
+                let (value, next) = flow_node(after)?;
+                if map.insert(key, value).is_some() {
+                    return None;
+                }
+                after = next.trim_start_matches(' ');
+            } else {
+                items.push(value);
+            }
+            if let Some(next) = after.strip_prefix(',') {
+                rest = next.trim_start_matches(' ');
+                if rest.starts_with([',', ']', '}']) {
+                    return None;
+                }
+            } else {
+                rest = after.strip_prefix(close)?;
+                break;
+            }
+        }
+    }
+    let value = if close == ']' {
+        Value::Array(items)
+    } else {
+        Value::Object(map)
+    };
+    Some((value, rest))
+}
+
+/// One node inside a flow collection, and what follows it.
+fn flow_node(text: &str) -> Option<(Value, &str)> {
+    match text.as_bytes().first()? {
+        b'"' | b'\'' => {
+            let (s, rest) = quoted(text)?;
+            Some((Value::String(s), rest))
+        }
+        b'[' | b'{' => flow(text),
+        _ => {
+            let end = text.find([',', '[', ']', '{', '}', ':', '#'])?;
+            let scalar = text[..end].trim_end_matches(' ');
+            if text[end..].starts_with(['[', '{', '#']) {
+                return None;
+            }
+            if text[end..].starts_with(':') && !text[end..].starts_with(": ") {
+                return None;
+            }
+            Some((plain(scalar)?, &text[end..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

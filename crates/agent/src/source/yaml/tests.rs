@@ -1,0 +1,308 @@
+use super::*;
+
+/// The subset reader's answer, checked against the general parser's.
+fn agreed(text: &str) -> Option<Value> {
+    let fast = block_subset(text);
+    if let Some(value) = &fast {
+        assert_eq!(
+            general(text).as_ref(),
+            Ok(value),
+            "the readers disagree on:\n{text}"
+        );
+    }
+    fast
+}
+
+const SERVICE: &str = "\
+---
+# generated
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop   # the team's
+  labels:
+    app.kubernetes.io/name: web
+    tier: ''
+  annotations:
+    \"example.com/quoted key\": \"a \\\"b\\\" c\\n\"
+    note: 'it''s 10:30'
+    url: http://example.com:8080/x#y
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.10
+  clusterIPs:
+  - 10.96.0.10
+  - fd00::a
+  externalTrafficPolicy: Local
+  healthCheckNodePort: 30011
+  ipFamilies: [IPv4, IPv6]
+  selector: {app: web, tier: front}
+  sessionAffinity: None
+  ports:
+    - name: http
+      protocol: TCP
+      port: 80
+      targetPort: 8080
+      nodePort: 30080
+
+    -   name: https
+        port: 443
+        targetPort: https
+  loadBalancerSourceRanges: []
+status:
+  loadBalancer:
+    ingress:
+    - ip: 192.0.2.1
+      ipMode: VIP
+      ports: [{port: 80, protocol: TCP}, {port: -1, protocol: UDP}]
+  conditions:
+";
+
+const SLICE: &str = "\
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: svc-5-abcde
+  namespace: ns-5
+  labels:
+    kubernetes.io/service-name: svc-5
+addressType: IPv4
+ports:
+  - name: http
+    protocol: TCP
+    port: 8080
+endpoints:
+  - addresses: [10.0.0.50]
+    conditions: {ready: true, serving: true, terminating: false}
+    nodeName: node-10
+  - addresses:
+      - 10.0.0.51
+    conditions:
+      ready: false
+    zone: ~
+    hints: null
+";
+
+#[test]
+fn reads_manifests_as_the_general_parser_does() {
+    for text in [SERVICE, SLICE] {
+        assert!(agreed(text).is_some(), "not read by the subset:\n{text}");
+    }
+    let service = block_subset(SERVICE).unwrap();
+    assert_eq!(service["spec"]["ports"][1]["port"], 443);
+    assert_eq!(service["status"]["conditions"], Value::Null);
+    assert_eq!(
+        service["metadata"]["annotations"]["example.com/quoted key"],
+        "a \"b\" c\n"
+    );
+}
+
+#[test]
+fn leaves_the_rest_of_yaml_to_the_general_parser() {
+    for text in [
+        "a: &x 1\nb: *x\n",
+        "a: !!str 1\n",
+        "a: |\n  text\n",
+        "a: >-\n  text\n",
+        "a: yes\n",
+        "a: On\n",
+        "a: 1.5\n",
+        "a: 0x1f\n",
+        "a: 0755\n",
+        "a: 2001-12-14\n",
+        "a: .inf\n",
+        "a: 1_000\n",
+        "a: +1\n",
+        "a:\tb\n",
+        "a: b\r\n",
+        "a: 1\na: 2\n",
+        "a: {b: 1, b: 2}\n",
+        "a: word\n  continued\n",
+        "a: \"open\n  close\"\n",
+        "? a\n: b\n",
+        "<<: {a: 1}\n",
+        "- a\n- b\n",
+        "plain scalar\n",
+        "a: b: c\n",
+        "a: [b, c\n",
+        "a: [b,]\n",
+        "a: \"\\x41\"\n",
+        "80: port\n",
+        "true: x\n",
+        "%YAML 1.2\n---\na: 1\n",
+        "--- a: 1\n",
+    ] {
+        assert_eq!(agreed(text), None, "read by the subset:\n{text}");
+        // Still read, by the general parser, wherever it is YAML.
+        assert_eq!(document(text), general(text));
+    }
+}
+
+/// Random documents from pieces that are in the subset and pieces that are
+/// not, in random nesting: wherever the subset reader answers, its value is
+/// the general parser's; and it answers for a good share of them.
+#[test]
+fn agrees_with_the_general_parser_on_random_documents() {
+    // Scalars and keys in the subset, then others: about one piece in
+    // ten is from the second half of each.
+    const SCALARS: [&[&str]; 2] = [
+        &[
+            "a",
+            "web",
+            "TCP",
+            "10.0.0.1",
+            "1.2.3",
+            "fd00::1",
+            "0",
+            "-7",
+            "80",
+            "65536",
+            "123456789012345678",
+            "true",
+            "false",
+            "null",
+            "~",
+            "'q'",
+            "''",
+            "\"d\"",
+            "\"e\\\"s\\\\\"",
+            "'it''s'",
+            "a b",
+            "a, b",
+            "a#b",
+            "a #c",
+            "http://h:1/p",
+            "-a",
+            "_x",
+            "/p",
+            "é",
+            "[]",
+            "{}",
+            "[a, 1, true]",
+            "{k: v, n: 2}",
+            "[{a: 1}, [b]]",
+            "{a: [1, 2]}",
+            "[a b]",
+        ],
+        &[
+            "1234567890123456789",
+            "yes",
+            "No",
+            "TRUE",
+            "Null",
+            "1.5",
+            "1e3",
+            "0o17",
+            "012",
+            "-0",
+            ".5",
+            "x: y",
+            "-",
+            "--",
+            "=",
+            "{a: }",
+            "[a,]",
+            "&x a",
+            "*x",
+            "!t a",
+            "|",
+            ">",
+            "@a",
+            "`a",
+            "%a",
+            "?",
+            "? a",
+            "a:",
+            "[a: b]",
+            "{a}",
+            "\"a\":1",
+        ],
+    ];
+    const KEYS: [&[&str]; 2] = [
+        &[
+            "a",
+            "b",
+            "name",
+            "app.kubernetes.io/name",
+            "'q k'",
+            "\"d k\"",
+            "a b",
+            "x-y",
+            "a#b",
+            "''",
+        ],
+        &["80", "true", "yes", "<<", "", "-a"],
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    fn pick(pools: [&[&'static str]; 2], next: &mut dyn FnMut(usize) -> usize) -> &'static str {
+        let pool = pools[usize::from(next(10) == 0)];
+        pool[next(pool.len())]
+    }
+    fn block(out: &mut String, indent: usize, depth: usize, next: &mut dyn FnMut(usize) -> usize) {
+        let pad = " ".repeat(indent);
+        let sequence = next(3) == 0;
+        for _ in 0..1 + next(3) {
+            out.push_str(&pad);
+            if sequence {
+                out.push_str("- ");
+            } else {
+                out.push_str(pick(KEYS, next));
+                out.push(':');
+                out.push_str(if next(20) == 0 { "" } else { " " });
+            }
+            match next(if depth < 3 { 6 } else { 10 }) {
+                0 | 1 if depth < 3 => {
+                    // A nested block on the next lines (for a key, a
+                    // sequence may stay at its indent).
+                    out.push('\n');
+                    let deeper = if !sequence && next(3) == 0 {
+                        0
+                    } else {
+                        2 + next(2)
+                    };
+                    block(out, indent + deeper, depth + 1, next);
+                }
+                2 if depth < 3 && sequence => {
+                    // A compact mapping or sequence in the item.
+                    let mut inner = String::new();
+                    block(&mut inner, 0, depth + 1, next);
+                    let column = " ".repeat(indent + 2);
+                    out.push_str(&inner.replace('\n', &format!("\n{column}")));
+                    out.truncate(out.trim_end_matches(' ').len());
+                }
+                3 => out.push('\n'),
+                _ => {
+                    out.push_str(pick(SCALARS, next));
+                    if next(8) == 0 {
+                        out.push_str(" # note");
+                    }
+                    out.push('\n');
+                }
+            }
+            if next(12) == 0 {
+                out.push_str(&" ".repeat(next(6)));
+                out.push_str(["# c\n", "\n", "x\n", "- x\n"][next(4)]);
+            }
+        }
+    }
+    let (mut read, mut total) = (0, 0);
+    for _ in 0..20_000 {
+        let mut text = String::new();
+        if next(4) == 0 {
+            text.push_str("---\n");
+        }
+        block(&mut text, 0, 0, &mut next);
+        total += 1;
+        if agreed(&text).is_some() {
+            read += 1;
+        }
+    }
+    assert!(read * 5 > total, "the subset read only {read} of {total}");
+}
