@@ -8,6 +8,13 @@
 //! files whose size, mtime or inode changed. Where inotify is unavailable,
 //! the directory is rescanned every [`POLL_INTERVAL`].
 //!
+//! The watch asks only for changes (creations, writes, renames, deletions,
+//! attributes): not for opens, which the agent's own reads would make one
+//! event per file read, 10,000 wake-ups and an overflowed queue for a cold
+//! sync of 10,000 files. The events are read by the source's own task from
+//! the inotify descriptor, without a thread of their own; the kernel's queue
+//! bounds them, and its overflow event makes the next batch rescan.
+//!
 //! Files are read one document at a time, and each document's changed
 //! objects become events before the next document is read
 //! ([`super::documents`]): one large file costs one document's memory, not
@@ -24,16 +31,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures::stream::{self, Stream};
+use futures::stream::{self, Stream, StreamExt};
+use inotify::{EventMask, EventStream, Inotify, WatchMask};
 use kube::runtime::watcher::Event;
 use kube_ipvs_controller::StreamConfig;
-use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::documents::FileReader;
@@ -47,10 +51,22 @@ const QUIET: Duration = Duration::from_millis(5);
 const QUIET_WRITING: Duration = Duration::from_millis(200);
 /// A batch never waits longer than this for its files to settle.
 const MAX_BATCH_DELAY: Duration = Duration::from_secs(1);
-/// File events queued between two batches. Beyond it events are dropped
-/// and the next batch rescans the directory, as after inotify's own
-/// overflow: memory stays bounded however fast files change.
-const EVENT_QUEUE: usize = 4096;
+/// What the directory is watched for: changes to its entries, and the
+/// directory itself going away.
+const WATCHED: WatchMask = WatchMask::CREATE
+    .union(WatchMask::MODIFY)
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
+/// Bytes read from the inotify descriptor at once (about 100 events).
+const EVENT_BUFFER: usize = 4096;
+
+/// The events of the watched directory.
+type Changes = EventStream<Vec<u8>>;
 /// Rescan interval without inotify, and retry interval for an unreadable
 /// directory.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -110,12 +126,8 @@ struct DirWatch {
     listing: bool,
     indexes: Indexes,
     fingerprints: HashMap<Arc<Path>, Fingerprint>,
-    changes: mpsc::Receiver<notify::Result<notify::Event>>,
-    changes_tx: mpsc::Sender<notify::Result<notify::Event>>,
-    /// Set when an event did not fit in the queue: the next batch rescans.
-    overflowed: Arc<AtomicBool>,
     /// `None` while polling.
-    watcher: Option<RecommendedWatcher>,
+    watcher: Option<Changes>,
     /// Files to read.
     queue: VecDeque<PathBuf>,
     /// The file being read.
@@ -135,7 +147,6 @@ struct Reading {
 
 impl DirWatch {
     fn new(dir: PathBuf, streams: StreamConfig) -> Self {
-        let (changes_tx, changes) = mpsc::channel(EVENT_QUEUE);
         Self {
             dir,
             started: false,
@@ -143,9 +154,6 @@ impl DirWatch {
             indexes: Indexes::new(streams.clone()),
             streams,
             fingerprints: HashMap::new(),
-            changes,
-            changes_tx,
-            overflowed: Arc::default(),
             watcher: None,
             queue: VecDeque::new(),
             reading: None,
@@ -179,11 +187,12 @@ impl DirWatch {
             }
             return;
         }
-        let first = if self.watcher.is_some() {
-            self.changes.recv().await
-        } else {
-            tokio::time::sleep(POLL_INTERVAL).await;
-            None
+        let first = match &mut self.watcher {
+            Some(changes) => changes.next().await,
+            None => {
+                tokio::time::sleep(POLL_INTERVAL).await;
+                None
+            }
         };
         let mut batch = Batch {
             rescan: self.watcher.is_none(),
@@ -199,27 +208,25 @@ impl DirWatch {
                     QUIET_WRITING
                 };
                 let deadline = (Instant::now() + quiet).min(began + MAX_BATCH_DELAY);
-                match tokio::time::timeout_at(deadline, self.changes.recv()).await {
+                let Some(changes) = &mut self.watcher else {
+                    break;
+                };
+                match tokio::time::timeout_at(deadline, changes.next()).await {
                     Ok(Some(change)) => self.add(&mut batch, change),
                     Ok(None) | Err(_) => break,
                 }
             }
         }
-        batch.rescan |= self.overflowed.swap(false, Ordering::Relaxed);
         self.apply(batch);
     }
 
     /// Watches the directory and loads it, queueing the initial events.
     fn start(&mut self) {
         if self.watcher.is_none() {
-            let tx = self.changes_tx.clone();
-            let overflowed = self.overflowed.clone();
-            let watcher = notify::recommended_watcher(move |event| {
-                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(event) {
-                    overflowed.store(true, Ordering::Relaxed);
-                }
-            })
-            .and_then(|mut w| w.watch(&self.dir, RecursiveMode::NonRecursive).map(|()| w));
+            let watcher = Inotify::init().and_then(|inotify| {
+                inotify.watches().add(&self.dir, WATCHED)?;
+                inotify.into_event_stream(vec![0; EVENT_BUFFER])
+            });
             match watcher {
                 Ok(watcher) => self.watcher = Some(watcher),
                 Err(error) if self.dir.is_dir() => {
@@ -256,7 +263,7 @@ impl DirWatch {
     }
 
     /// Adds one file event to a batch.
-    fn add(&self, batch: &mut Batch, change: notify::Result<notify::Event>) {
+    fn add(&self, batch: &mut Batch, change: std::io::Result<inotify::EventOwned>) {
         let event = match change {
             Ok(event) => event,
             Err(error) => {
@@ -265,42 +272,25 @@ impl DirWatch {
                 return;
             }
         };
-        if event.need_rescan() {
+        let Some(name) = event.name else {
+            // The queue overflowed, or the directory itself went.
             batch.rescan = true;
-        }
-        // Opening or reading changes nothing, and our own reads and listings
-        // open the files and the directory: a rescan taken for the listing's
-        // own open of the directory would list it again, without end. Only a
-        // file closed after writing counts.
-        if matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write))
-        {
+            return;
+        };
+        let path = self.dir.join(name);
+        if event.mask.contains(EventMask::ISDIR) || !manifest::is_manifest(&path) {
+            // A link or directory may stand for manifests (`..data`).
+            batch.rescan |= std::fs::symlink_metadata(&path)
+                .map(|m| !m.is_file())
+                .unwrap_or(false);
             return;
         }
-        for path in event.paths {
-            if path.parent() != Some(self.dir.as_path()) || !manifest::is_manifest(&path) {
-                // A link or directory may stand for manifests (`..data`).
-                let odd = std::fs::symlink_metadata(&path)
-                    .map(|m| !m.is_file())
-                    .unwrap_or(false);
-                batch.rescan |=
-                    path == self.dir || (path.parent() == Some(self.dir.as_path()) && odd);
-                continue;
-            }
-            match event.kind {
-                EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
-                    batch.writing.remove(&path);
-                }
-                // Our own reads open the files.
-                EventKind::Access(_) => continue,
-                EventKind::Create(_) | EventKind::Modify(ModifyKind::Data(_)) => {
-                    batch.writing.insert(path.clone());
-                }
-                _ => {
-                    batch.writing.remove(&path);
-                }
-            }
-            batch.paths.insert(path);
+        if event.mask.intersects(EventMask::CREATE | EventMask::MODIFY) {
+            batch.writing.insert(path.clone());
+        } else {
+            batch.writing.remove(&path);
         }
+        batch.paths.insert(path);
     }
 
     fn apply(&mut self, batch: Batch) {
