@@ -64,11 +64,12 @@ impl Trim for Node {
 
 use super::index::{ObjectKey, Stub};
 use k8s_openapi::api::core::v1::ServiceSpec;
+use std::borrow::Cow;
 
 fn meta(key: &ObjectKey) -> ObjectMeta {
     ObjectMeta {
-        namespace: (!key.0.is_empty()).then(|| key.0.to_string()),
-        name: Some(key.1.to_string()),
+        namespace: (!key.namespace().is_empty()).then(|| key.namespace().to_owned()),
+        name: Some(key.name().to_owned()),
         ..ObjectMeta::default()
     }
 }
@@ -113,12 +114,18 @@ impl Stub for Service {
 const SERVICE_NAME: &str = "kubernetes.io/service-name";
 
 impl Stub for EndpointSlice {
-    /// The address type and the Service it belongs to.
-    type Identity = (Box<str>, Option<Box<str>>);
+    /// The address type (the usual ones not copied) and the Service it
+    /// belongs to.
+    type Identity = (Cow<'static, str>, Option<Box<str>>);
 
     fn identity(&self) -> Self::Identity {
+        let address_type = match self.address_type.as_str() {
+            "IPv4" => Cow::Borrowed("IPv4"),
+            "IPv6" => Cow::Borrowed("IPv6"),
+            other => Cow::Owned(other.to_owned()),
+        };
         (
-            self.address_type.as_str().into(),
+            address_type,
             self.metadata
                 .labels
                 .as_ref()
