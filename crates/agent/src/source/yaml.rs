@@ -200,6 +200,10 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The longest implicit key YAML allows is 1,024 characters; longer ones
+/// are left to the general parser (which refuses them), with some margin.
+const MAX_KEY: usize = 1000;
+
 /// A block mapping entry's key, and the rest of its line after the `:`.
 fn split_key(content: &str) -> Option<(String, &str)> {
     let (key, rest) = if content.starts_with(['"', '\'']) {
@@ -219,7 +223,7 @@ fn split_key(content: &str) -> Option<(String, &str)> {
         };
         (key, &content[end + 1..])
     };
-    if !(rest.is_empty() || rest.starts_with(' ')) {
+    if !(rest.is_empty() || rest.starts_with(' ')) || content.len() - rest.len() > MAX_KEY {
         return None;
     }
     Some((key, rest))
@@ -347,6 +351,9 @@ fn flow(text: &str) -> Option<(Value, &str)> {
             let (value, after) = flow_node(rest)?;
             let mut after = after.trim_start_matches(' ');
             if close == '}' {
+                if rest.len() - after.len() > MAX_KEY {
+                    return None;
+                }
                 let Value::String(key) = value else {
                     return None;
                 };

@@ -100,7 +100,7 @@ fn reads_manifests_as_the_general_parser_does() {
 
 #[test]
 fn leaves_the_rest_of_yaml_to_the_general_parser() {
-    for text in [
+    let others = [
         "a: &x 1\nb: *x\n",
         "a: !!str 1\n",
         "a: |\n  text\n",
@@ -132,7 +132,18 @@ fn leaves_the_rest_of_yaml_to_the_general_parser() {
         "true: x\n",
         "%YAML 1.2\n---\na: 1\n",
         "--- a: 1\n",
-    ] {
+    ];
+    // Implicit keys are at most 1,024 characters.
+    let long = "k".repeat(1100);
+    let long_keys = [
+        format!("{long}: 1\n"),
+        format!("a: {{{long}: 1}}\n"),
+        format!("a:\n- {long}: 1\n"),
+    ];
+    for text in others
+        .into_iter()
+        .chain(long_keys.iter().map(String::as_str))
+    {
         assert_eq!(agreed(text), None, "read by the subset:\n{text}");
         // Still read, by the general parser, wherever it is YAML.
         assert_eq!(document(text), general(text));
