@@ -30,6 +30,9 @@ pub fn general(text: &str) -> Result<Value, String> {
     // The files are the operator's own, and may be large: no budget.
     let mut options = serde_saphyr::Options::default();
     options.budget = None;
+    // Comments are not read; kept, more than 96 of them in a row made the
+    // parser give up while looking ahead.
+    options.emit_comments = false;
     serde_saphyr::from_str_with_options(text, options).map_err(|e| e.to_string())
 }
 

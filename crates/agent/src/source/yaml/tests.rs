@@ -317,3 +317,13 @@ fn agrees_with_the_general_parser_on_random_documents() {
     }
     assert!(read * 5 > total, "the subset read only {read} of {total}");
 }
+
+/// A long run of comment lines is read by both readers (the general
+/// parser's comment support refused more than 96 of them while looking
+/// ahead; it is off). The text is what the fuzz target found.
+#[test]
+fn long_runs_of_comments_are_read() {
+    let text = include_str!("comments.yaml");
+    let value = block_subset(text).expect("in the subset");
+    assert_eq!(general(text).as_ref(), Ok(&value));
+}
