@@ -52,21 +52,26 @@ pub fn block_subset(text: &str) -> Option<Value> {
         return None;
     }
     let mut lines = Vec::new();
-    for (n, line) in text.lines().enumerate() {
+    // One `---` marker may start the document, before any content.
+    let mut marker_allowed = true;
+    for line in text.lines() {
         let content = line.trim_start_matches(' ');
         if content.is_empty() || content.starts_with('#') {
             continue;
         }
-        if n == 0 || lines.is_empty() {
-            if let Some(rest) = content.strip_prefix("---") {
+        if let Some(rest) = line.strip_prefix("---") {
+            if rest.is_empty() || rest.starts_with(' ') {
+                if !std::mem::take(&mut marker_allowed) {
+                    return None;
+                }
                 // The marker, alone or with a comment.
                 match rest.trim_start_matches(' ') {
-                    "" => continue,
-                    r if r.starts_with('#') && rest.starts_with(' ') => continue,
+                    r if r.is_empty() || r.starts_with('#') => continue,
                     _ => return None,
                 }
             }
         }
+        marker_allowed = false;
         lines.push(Line {
             indent: line.len() - content.len(),
             content,

@@ -132,6 +132,9 @@ fn leaves_the_rest_of_yaml_to_the_general_parser() {
         "true: x\n",
         "%YAML 1.2\n---\na: 1\n",
         "--- a: 1\n",
+        "---\n# c\n---\na: 1\n",
+        "a: 1\n---\nb: 2\n",
+        "  ---\na: 1\n",
     ];
     // Implicit keys are at most 1,024 characters.
     let long = "k".repeat(1100);
