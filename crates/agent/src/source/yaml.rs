@@ -81,7 +81,11 @@ pub fn block_subset(text: &str) -> Option<Value> {
     if is_item(first.content) {
         return None;
     }
-    let mut reader = Reader { lines, at: 0 };
+    let mut reader = Reader {
+        lines,
+        at: 0,
+        depth: 0,
+    };
     let indent = reader.lines[0].indent;
     let value = reader.mapping(indent)?;
     (reader.at == reader.lines.len()).then_some(value)
@@ -97,7 +101,14 @@ struct Reader<'a> {
     lines: Vec<Line<'a>>,
     /// The next line to read.
     at: usize,
+    /// The collections open around the next line.
+    depth: usize,
 }
+
+/// How deeply collections may nest here (Kubernetes objects go about ten
+/// deep); deeper documents are left to the general parser, which has its
+/// own limit. The reader recurses, so this also bounds its stack.
+const MAX_DEPTH: usize = 32;
 
 /// Whether a line's content is a block sequence's item.
 fn is_item(content: &str) -> bool {
@@ -143,6 +154,16 @@ impl<'a> Reader<'a> {
     }
 
     fn mapping(&mut self, indent: usize) -> Option<Value> {
+        self.depth += 1;
+        let map = self.entries(indent);
+        self.depth -= 1;
+        map
+    }
+
+    fn entries(&mut self, indent: usize) -> Option<Value> {
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
         let mut map = Map::new();
         while let Some(line) = self.peek() {
             if line.indent < indent {
@@ -157,7 +178,7 @@ impl<'a> Reader<'a> {
             let value = if is_blank(rest) {
                 self.nested(indent, true)?
             } else {
-                let value = inline(rest)?;
+                let value = inline(rest, self.depth)?;
                 // A deeper line after a scalar would continue it.
                 if self.peek().is_some_and(|next| next.indent > indent) {
                     return None;
@@ -172,6 +193,16 @@ impl<'a> Reader<'a> {
     }
 
     fn sequence(&mut self, indent: usize) -> Option<Value> {
+        self.depth += 1;
+        let items = self.items(indent);
+        self.depth -= 1;
+        items
+    }
+
+    fn items(&mut self, indent: usize) -> Option<Value> {
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
         let mut items = Vec::new();
         while let Some(line) = self.peek() {
             if line.indent < indent || (line.indent == indent && !is_item(line.content)) {
@@ -198,7 +229,7 @@ impl<'a> Reader<'a> {
                 items.push(self.node(column)?);
             } else {
                 self.at += 1;
-                items.push(inline(inner)?);
+                items.push(inline(inner, self.depth)?);
                 if self.peek().is_some_and(|next| next.indent > indent) {
                     return None;
                 }
@@ -239,14 +270,14 @@ fn split_key(content: &str) -> Option<(String, &str)> {
 
 /// A value that starts and ends on its line (after `key: ` or `- `): a
 /// quoted or plain scalar or a flow collection, and perhaps a comment.
-fn inline(text: &str) -> Option<Value> {
+fn inline(text: &str, depth: usize) -> Option<Value> {
     let text = text.trim_start_matches(' ');
     let (value, rest) = match text.as_bytes().first()? {
         b'"' | b'\'' => {
             let (s, rest) = quoted(text)?;
             (Value::String(s), rest)
         }
-        b'[' | b'{' => flow(text)?,
+        b'[' | b'{' => flow(text, depth + 1)?,
         _ => {
             let end = text.find(" #").unwrap_or(text.len());
             let scalar = text[..end].trim_end_matches(' ');
@@ -343,7 +374,10 @@ fn quoted(text: &str) -> Option<(String, &str)> {
 }
 
 /// A one-line flow collection at the start of `text`, and what follows it.
-fn flow(text: &str) -> Option<(Value, &str)> {
+fn flow(text: &str, depth: usize) -> Option<(Value, &str)> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
     let close = match text.as_bytes().first()? {
         b'[' => ']',
         b'{' => '}',
@@ -356,7 +390,7 @@ fn flow(text: &str) -> Option<(Value, &str)> {
         rest = after;
     } else {
         loop {
-            let (value, after) = flow_node(rest)?;
+            let (value, after) = flow_node(rest, depth)?;
             let mut after = after.trim_start_matches(' ');
             if close == '}' {
                 if rest.len() - after.len() > MAX_KEY {
@@ -366,7 +400,7 @@ fn flow(text: &str) -> Option<(Value, &str)> {
                     return None;
                 };
                 after = after.strip_prefix(": ")?.trim_start_matches(' ');
-                let (value, next) = flow_node(after)?;
+                let (value, next) = flow_node(after, depth)?;
                 if map.insert(key, value).is_some() {
                     return None;
                 }
@@ -394,13 +428,13 @@ fn flow(text: &str) -> Option<(Value, &str)> {
 }
 
 /// One node inside a flow collection, and what follows it.
-fn flow_node(text: &str) -> Option<(Value, &str)> {
+fn flow_node(text: &str, depth: usize) -> Option<(Value, &str)> {
     match text.as_bytes().first()? {
         b'"' | b'\'' => {
             let (s, rest) = quoted(text)?;
             Some((Value::String(s), rest))
         }
-        b'[' | b'{' => flow(text),
+        b'[' | b'{' => flow(text, depth + 1),
         _ => {
             let end = text.find([',', '[', ']', '{', '}', ':', '#'])?;
             let scalar = text[..end].trim_end_matches(' ');

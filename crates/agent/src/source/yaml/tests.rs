@@ -138,10 +138,17 @@ fn leaves_the_rest_of_yaml_to_the_general_parser() {
     ];
     // Implicit keys are at most 1,024 characters.
     let long = "k".repeat(1100);
+    // Nesting deeper than the reader's limit, in blocks and in flow.
+    let deep = 1000;
     let long_keys = [
         format!("{long}: 1\n"),
         format!("a: {{{long}: 1}}\n"),
         format!("a:\n- {long}: 1\n"),
+        format!("a:\n  {}1\n", "- ".repeat(deep)),
+        format!("a: {}1{}\n", "[".repeat(deep), "]".repeat(deep)),
+        (0..deep)
+            .map(|i| format!("{}k:\n", " ".repeat(i)))
+            .collect(),
     ];
     for text in others
         .into_iter()
