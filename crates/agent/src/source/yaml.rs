@@ -333,6 +333,13 @@ fn plain(s: &str) -> Option<Value> {
             && !s.contains("..");
         return dotted.then(|| Value::String(s.to_owned()));
     }
+    if first == '.' {
+        // `.`, `.a`, `./x` are strings; `.5`, `.inf`, `.nan` are not.
+        let second = s[1..].chars().next();
+        let word = second.is_none_or(|c| c.is_alphabetic() || c == '/' || c == '_' || c == '-');
+        let special = [".inf", ".nan"].iter().any(|w| w.eq_ignore_ascii_case(s));
+        return (word && !special).then(|| Value::String(s.to_owned()));
+    }
     let starts_plain = first.is_alphabetic() || first == '_' || first == '/';
     (starts_plain && s != "=").then(|| Value::String(s.to_owned()))
 }

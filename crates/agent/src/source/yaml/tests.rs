@@ -205,6 +205,10 @@ fn agrees_with_the_general_parser_on_random_documents() {
             "[{a: 1}, [b]]",
             "{a: [1, 2]}",
             "[a b]",
+            ".",
+            ".a",
+            "./x",
+            "k:{\"p\":1}",
         ],
         &[
             "1234567890123456789",
@@ -238,6 +242,11 @@ fn agrees_with_the_general_parser_on_random_documents() {
             "[a: b]",
             "{a}",
             "\"a\":1",
+            ".inf",
+            ".NaN",
+            ".5",
+            "...",
+            "..a",
         ],
     ];
     const KEYS: [&[&str]; 2] = [
@@ -252,6 +261,9 @@ fn agrees_with_the_general_parser_on_random_documents() {
             "x-y",
             "a#b",
             "''",
+            ".",
+            "f:spec",
+            "k:{\"port\":80,\"protocol\":\"TCP\"}",
         ],
         &["80", "true", "yes", "<<", "", "-a"],
     ];
