@@ -54,7 +54,8 @@ pub fn block_subset(text: &str) -> Option<Value> {
     let mut lines = Vec::new();
     // One `---` marker may start the document, before any content.
     let mut marker_allowed = true;
-    for line in text.lines() {
+    let raw: Vec<&str> = text.lines().collect();
+    for (row, &line) in raw.iter().enumerate() {
         let content = line.trim_start_matches(' ');
         if content.is_empty() || content.starts_with('#') {
             continue;
@@ -75,6 +76,7 @@ pub fn block_subset(text: &str) -> Option<Value> {
         lines.push(Line {
             indent: line.len() - content.len(),
             content,
+            row,
         });
     }
     let first = lines.first()?;
@@ -82,6 +84,8 @@ pub fn block_subset(text: &str) -> Option<Value> {
         return None;
     }
     let mut reader = Reader {
+        raw,
+        final_break: text.ends_with('\n'),
         lines,
         at: 0,
         depth: 0,
@@ -91,13 +95,18 @@ pub fn block_subset(text: &str) -> Option<Value> {
     (reader.at == reader.lines.len()).then_some(value)
 }
 
-/// A line with content: its indentation and the rest.
+/// A line with content: its indentation, the rest, and its number.
 struct Line<'a> {
     indent: usize,
     content: &'a str,
+    row: usize,
 }
 
 struct Reader<'a> {
+    /// Every line of the text, for scalars that run over several.
+    raw: Vec<&'a str>,
+    /// Whether the text's last line ends with a line break.
+    final_break: bool,
     lines: Vec<Line<'a>>,
     /// The next line to read.
     at: usize,
@@ -172,13 +181,13 @@ impl<'a> Reader<'a> {
             if line.indent > indent || is_item(line.content) {
                 return None;
             }
-            let content = line.content;
+            let (content, row) = (line.content, line.row);
             let (key, rest) = split_key(content)?;
             self.at += 1;
             let value = if is_blank(rest) {
                 self.nested(indent, true)?
             } else {
-                let value = inline(rest, self.depth)?;
+                let value = self.value(rest, row, indent)?;
                 // A deeper line after a scalar would continue it.
                 if self.peek().is_some_and(|next| next.indent > indent) {
                     return None;
@@ -211,7 +220,7 @@ impl<'a> Reader<'a> {
             if line.indent > indent {
                 return None;
             }
-            let rest = &line.content[1..];
+            let (rest, row) = (&line.content[1..], line.row);
             if is_blank(rest) {
                 self.at += 1;
                 items.push(self.nested(indent, false)?);
@@ -225,17 +234,141 @@ impl<'a> Reader<'a> {
                 self.lines[self.at] = Line {
                     indent: column,
                     content: inner,
+                    row: self.lines[self.at].row,
                 };
                 items.push(self.node(column)?);
             } else {
                 self.at += 1;
-                items.push(inline(inner, self.depth)?);
+                items.push(self.value(inner, row, indent)?);
                 if self.peek().is_some_and(|next| next.indent > indent) {
                     return None;
                 }
             }
         }
         Some(Value::Array(items))
+    }
+
+    /// The value after `key: ` or `- ` on line `row`, in a block at
+    /// `indent`: one line, or a quoted or literal scalar that runs on; the
+    /// lines it takes are passed over.
+    fn value(&mut self, text: &'a str, row: usize, indent: usize) -> Option<Value> {
+        let text = text.trim_start_matches(' ');
+        let (value, last) = match text.as_bytes().first()? {
+            b'|' => self.literal(&text[1..], row, indent)?,
+            &q @ (b'"' | b'\'') if quoted(text).is_none() => {
+                self.quoted_lines(&text[1..], char::from(q), row, indent)?
+            }
+            _ => return inline(text, self.depth),
+        };
+        while self.lines.get(self.at).is_some_and(|l| l.row <= last) {
+            self.at += 1;
+        }
+        Some(value)
+    }
+
+    /// A quoted scalar that does not close on its first line (`first`, after
+    /// the quote): its lines folded as YAML folds them (a line break is a
+    /// space, each empty line a line break, the spaces around breaks go),
+    /// and the last line it takes.
+    fn quoted_lines(
+        &self,
+        first: &str,
+        quote: char,
+        row: usize,
+        indent: usize,
+    ) -> Option<(Value, usize)> {
+        let mut out = String::new();
+        let (mut piece, mut row, mut breaks) = (first, row, None::<usize>);
+        loop {
+            let (text, rest) = scan_quoted(piece, quote)?;
+            match breaks {
+                None => {}
+                Some(0) => out.push(' '),
+                Some(n) => out.extend(std::iter::repeat_n('\n', n)),
+            }
+            if let Some(rest) = rest {
+                out.push_str(&text);
+                let done = rest.is_empty() || (rest.starts_with(' ') && is_blank(rest));
+                return done.then_some((Value::String(out), row));
+            }
+            if quote == '"' && text.ends_with('\\') {
+                return None;
+            }
+            out.push_str(text.trim_end_matches(' '));
+            breaks = Some(0);
+            loop {
+                row += 1;
+                let line = self.raw.get(row)?;
+                let content = line.trim_start_matches(' ');
+                if content.is_empty() {
+                    breaks = breaks.map(|n| n + 1);
+                    continue;
+                }
+                // Continuation lines are indented deeper than the block.
+                if line.len() - content.len() <= indent {
+                    return None;
+                }
+                piece = content;
+                break;
+            }
+        }
+    }
+
+    /// A literal block scalar (`|`, `|-`, `|+`; `header` is what follows
+    /// the `|`): its lines as they are, less their common indentation, and
+    /// the last line it takes.
+    fn literal(&self, header: &str, row: usize, indent: usize) -> Option<(Value, usize)> {
+        let (keep, strip, rest) = match header.as_bytes().first() {
+            Some(b'+') => (true, false, &header[1..]),
+            Some(b'-') => (false, true, &header[1..]),
+            _ => (false, false, header),
+        };
+        // Indentation indicators and folded scalars are left to the
+        // general parser.
+        if !(rest.is_empty() || (rest.starts_with(' ') && is_blank(rest))) {
+            return None;
+        }
+        let mut body: Vec<&str> = Vec::new();
+        let (mut column, mut leading) = (None, 0);
+        let mut last = row;
+        while let Some(line) = self.raw.get(last + 1) {
+            let content = line.trim_start_matches(' ');
+            let spaces = line.len() - content.len();
+            if content.is_empty() {
+                match column {
+                    // Spaces past the text's indentation would be text.
+                    Some(column) if spaces > column => return None,
+                    Some(_) => {}
+                    None => leading = leading.max(spaces),
+                }
+                body.push("");
+                last += 1;
+                continue;
+            }
+            let column = match column {
+                Some(column) if spaces < column => break,
+                Some(column) => column,
+                None if spaces <= indent => break,
+                None => *column.insert(spaces),
+            };
+            body.push(&line[column..]);
+            last += 1;
+        }
+        // An empty scalar, leading blank lines longer than the text's
+        // indentation, or a scalar that ends the text without a line break.
+        let column = column?;
+        if leading > column || (last + 1 == self.raw.len() && !self.final_break) {
+            return None;
+        }
+        let text_lines = body.iter().rposition(|l| !l.is_empty())? + 1;
+        let mut out = body[..text_lines].join("\n");
+        if !strip {
+            out.push('\n');
+        }
+        if keep {
+            out.extend(std::iter::repeat_n('\n', body.len() - text_lines));
+        }
+        Some((Value::String(out), last))
     }
 }
 
@@ -325,13 +458,7 @@ fn plain(s: &str) -> Option<Value> {
                 .ok()
                 .map(|n| Value::Number(Number::from(n)));
         }
-        // Dotted numbers (addresses, versions) are strings in every schema.
-        let dotted = first.is_ascii_digit()
-            && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-            && s.bytes().filter(|&b| b == b'.').count() >= 2
-            && !s.ends_with('.')
-            && !s.contains("..");
-        return dotted.then(|| Value::String(s.to_owned()));
+        return digits_string(s).then(|| Value::String(s.to_owned()));
     }
     if first == '.' {
         // `.`, `.a`, `./x` are strings; `.5`, `.inf`, `.nan` are not.
@@ -344,25 +471,58 @@ fn plain(s: &str) -> Option<Value> {
     (starts_plain && s != "=").then(|| Value::String(s.to_owned()))
 }
 
+/// Whether a plain scalar that starts with a digit or `-` is a string in
+/// every YAML schema: dotted numbers (addresses, versions), anything with a
+/// `/` (CIDRs), digits joined by `-` that do not start like a date (UIDs,
+/// port ranges), and quantities with a letter no number or date uses
+/// (`10m`, `1Gi`). Floats, hex, octal, binary, dates and sexagesimal
+/// numbers are not.
+fn digits_string(s: &str) -> bool {
+    let b = s.as_bytes();
+    let radix = b.len() > 1 && b[0] == b'0' && b"xXoObB".contains(&b[1]);
+    if !b.first().is_some_and(u8::is_ascii_digit) || radix || s.contains([' ', ':', '_', '+']) {
+        return false;
+    }
+    let dotted = b.iter().all(|&c| c.is_ascii_digit() || c == b'.')
+        && b.iter().filter(|&&c| c == b'.').count() >= 2
+        && !s.ends_with('.')
+        && !s.contains("..");
+    let dated = b.len() > 4 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-';
+    let joined = !dated && b.windows(2).any(|w| w[0].is_ascii_digit() && w[1] == b'-');
+    let lettered = b
+        .iter()
+        .any(|c| c.is_ascii_alphabetic() && !b"eExXoObBtTzZ".contains(c));
+    dotted || s.contains('/') || joined || lettered
+}
+
 /// A quoted scalar at the start of `text`, and what follows its closing
 /// quote. Escapes beyond the common ones, and scalars that do not close on
 /// their line, are left to the general parser.
 fn quoted(text: &str) -> Option<(String, &str)> {
+    let quote = text.chars().next()?;
+    let (s, rest) = scan_quoted(&text[1..], quote)?;
+    Some((s, rest?))
+}
+
+/// The text of a quoted scalar from just after its opening quote (or from
+/// the start of a continuation line) to its closing quote or the end of
+/// the line, and what follows the closing quote, if it is on the line.
+fn scan_quoted(text: &str, quote: char) -> Option<(String, Option<&str>)> {
     let mut chars = text.char_indices();
-    let (_, quote) = chars.next()?;
     let mut out = String::new();
     while let Some((i, c)) = chars.next() {
         match (quote, c) {
-            ('"', '"') => return Some((out, &text[i + 1..])),
+            ('"', '"') => return Some((out, Some(&text[i + 1..]))),
             ('\'', '\'') => {
                 if text[i + 1..].starts_with('\'') {
                     chars.next();
                     out.push('\'');
                 } else {
-                    return Some((out, &text[i + 1..]));
+                    return Some((out, Some(&text[i + 1..])));
                 }
             }
             ('"', '\\') => {
+                // An escaped line break (a backslash ending the line) too.
                 let (_, e) = chars.next()?;
                 out.push(match e {
                     '\\' => '\\',
@@ -377,7 +537,7 @@ fn quoted(text: &str) -> Option<(String, &str)> {
             _ => out.push(c),
         }
     }
-    None
+    Some((out, None))
 }
 
 /// A one-line flow collection at the start of `text`, and what follows it.

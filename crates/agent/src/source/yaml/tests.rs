@@ -84,11 +84,62 @@ endpoints:
     hints: null
 ";
 
+/// As `kubectl get -o yaml` writes an applied Service: the last applied
+/// configuration as a literal block, managed fields.
+const KUBECTL: &str = "\
+apiVersion: v1
+kind: Service
+metadata:
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: |
+      {\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"web\"}}
+  managedFields:
+  - apiVersion: v1
+    fieldsType: FieldsV1
+    fieldsV1:
+      f:spec:
+        f:ports:
+          .: {}
+          k:{\"port\":80,\"protocol\":\"TCP\"}:
+            .: {}
+            f:port: {}
+    manager: kubectl-client-side-apply
+    operation: Update
+    time: \"2025-01-01T00:00:00Z\"
+  name: web
+  namespace: default
+spec:
+  clusterIP: 10.96.0.10
+";
+
+/// As PyYAML writes the same: long strings folded over lines.
+const PYYAML: &str = "\
+kind: Service
+metadata:
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: '{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"labels\":{\"app\":\"svc-00000\"}}}
+
+      '
+    note: \"a long sentence that PyYAML folds
+      over two lines\"
+  name: web
+";
+
 #[test]
 fn reads_manifests_as_the_general_parser_does() {
-    for text in [SERVICE, SLICE] {
+    for text in [SERVICE, SLICE, KUBECTL, PYYAML] {
         assert!(agreed(text).is_some(), "not read by the subset:\n{text}");
     }
+    let applied = block_subset(KUBECTL).unwrap();
+    assert_eq!(
+        applied["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"web\"}}\n"
+    );
+    let folded = block_subset(PYYAML).unwrap();
+    assert_eq!(
+        folded["metadata"]["annotations"]["note"],
+        "a long sentence that PyYAML folds over two lines"
+    );
     let service = block_subset(SERVICE).unwrap();
     assert_eq!(service["spec"]["ports"][1]["port"], 443);
     assert_eq!(service["status"]["conditions"], Value::Null);
@@ -103,7 +154,6 @@ fn leaves_the_rest_of_yaml_to_the_general_parser() {
     let others = [
         "a: &x 1\nb: *x\n",
         "a: !!str 1\n",
-        "a: |\n  text\n",
         "a: >-\n  text\n",
         "a: yes\n",
         "a: On\n",
@@ -119,7 +169,11 @@ fn leaves_the_rest_of_yaml_to_the_general_parser() {
         "a: 1\na: 2\n",
         "a: {b: 1, b: 2}\n",
         "a: word\n  continued\n",
-        "a: \"open\n  close\"\n",
+        "a: \"open\\\n  close\"\n",
+        "a: 'open\nclose'\n",
+        "a: |2\n   text\n",
+        "a: |\n  text",
+        "a: |\n\n   \n  text\n",
         "? a\n: b\n",
         "<<: {a: 1}\n",
         "- a\n- b\n",
@@ -208,6 +262,12 @@ fn agrees_with_the_general_parser_on_random_documents() {
             ".",
             ".a",
             "./x",
+            "00000000-0000-4000-8000-000000000001",
+            "10.128.0.0/24",
+            "8080-8090",
+            "10m",
+            "1Gi",
+            "3d9f-2",
             "k:{\"p\":1}",
         ],
         &[
@@ -247,6 +307,15 @@ fn agrees_with_the_general_parser_on_random_documents() {
             ".5",
             "...",
             "..a",
+            "2001:db8::1",
+            "12:30",
+            "2001-12-14",
+            "1e-5",
+            "0b101",
+            "1_0",
+            "1.5e3",
+            "0x1F",
+            "2001-12-14t21:59:43.10-05:00",
         ],
     ];
     const KEYS: [&[&str]; 2] = [
@@ -311,6 +380,9 @@ fn agrees_with_the_general_parser_on_random_documents() {
                     out.truncate(out.trim_end_matches(' ').len());
                 }
                 3 => out.push('\n'),
+                4 if next(2) == 0 => {
+                    multi_line(out, indent, next);
+                }
                 _ => {
                     out.push_str(pick(SCALARS, next));
                     if next(8) == 0 {
@@ -325,7 +397,43 @@ fn agrees_with_the_general_parser_on_random_documents() {
             }
         }
     }
-    let (mut read, mut total) = (0, 0);
+    /// A literal block scalar or a quoted scalar over several lines, some
+    /// of them outside the subset.
+    fn multi_line(out: &mut String, indent: usize, next: &mut dyn FnMut(usize) -> usize) {
+        let column = indent + 1 + next(3);
+        let lines = 1 + next(4);
+        if next(2) == 0 {
+            out.push_str(["|", "|-", "|+", "| # c", "|2", ">", "|x"][next(7)]);
+            out.push('\n');
+            for _ in 0..lines {
+                match next(6) {
+                    0 => out.push_str(&" ".repeat(next(column + 3))),
+                    1 => out.push_str(&format!("{}  more", " ".repeat(column))),
+                    2 => out.push_str(&format!("{}# text", " ".repeat(column))),
+                    3 if next(4) == 0 => out.push_str(&format!("{}x", " ".repeat(indent))),
+                    _ => out.push_str(&format!("{}text {}", " ".repeat(column), next(9))),
+                }
+                out.push('\n');
+            }
+        } else {
+            let quote = ['\'', '"'][next(2)];
+            out.push(quote);
+            out.push_str(["a", "", "a ", "it''s", "\\\"", "x #y"][next(6)]);
+            for _ in 0..lines {
+                out.push('\n');
+                match next(5) {
+                    0 => {}
+                    1 => out.push_str(&" ".repeat(next(column + 2))),
+                    2 if next(3) == 0 => out.push_str(&format!("{}b", " ".repeat(indent))),
+                    _ => out.push_str(&format!("{}b {} ", " ".repeat(column), next(9))),
+                }
+            }
+            out.push_str(&format!("\n{}c{quote}", " ".repeat(column)));
+            out.push_str(["", " # c", " x", "x"][next(4)]);
+            out.push('\n');
+        }
+    }
+    let (mut read, mut total, mut literal, mut folded) = (0, 0, 0, 0);
     for _ in 0..20_000 {
         let mut text = String::new();
         if next(4) == 0 {
@@ -335,9 +443,16 @@ fn agrees_with_the_general_parser_on_random_documents() {
         total += 1;
         if agreed(&text).is_some() {
             read += 1;
+            literal += usize::from(text.contains("|\n") || text.contains("|-\n"));
+            folded += usize::from(text.contains("c'") || text.contains("c\""));
         }
     }
     assert!(read * 5 > total, "the subset read only {read} of {total}");
+    // Scalars over several lines were read too.
+    assert!(
+        literal > 50 && folded > 50,
+        "literal {literal}, folded {folded}"
+    );
 }
 
 /// A long run of comment lines is read by both readers (the general
@@ -349,3 +464,4 @@ fn long_runs_of_comments_are_read() {
     let value = block_subset(text).expect("in the subset");
     assert_eq!(general(text).as_ref(), Ok(&value));
 }
+
