@@ -464,4 +464,3 @@ fn long_runs_of_comments_are_read() {
     let value = block_subset(text).expect("in the subset");
     assert_eq!(general(text).as_ref(), Ok(&value));
 }
-
