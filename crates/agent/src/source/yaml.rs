@@ -1,18 +1,20 @@
 //! A manifest document's YAML, read into a JSON value.
 //!
 //! Manifests are written in a small part of YAML: block mappings and
-//! sequences, one-line scalars and one-line flow collections, comments.
-//! That part is read here by [`block_subset`], line by line and without a
-//! general parser's token and event queues; on the directory source's cold
-//! sync it was where most of the agent's CPU went (a general parser made
-//! reading the files cost three times the kernel's work of programming
-//! them). Whatever falls outside the part (anchors, tags, block scalars,
-//! multi-line scalars, duplicate keys, plain scalars whose type a YAML
-//! schema could read otherwise, tabs) makes it give up, and the document is
-//! read by the general parser ([`general`]) instead: [`document`] is always
-//! what [`general`] would say. The fuzz target `yaml_subset` and the tests
-//! below hold the two readers to the same value wherever the subset reader
-//! answers.
+//! sequences, one-line scalars and flow collections, literal blocks
+//! (kubectl's last-applied annotation), quoted strings folded over lines
+//! (PyYAML's long strings), comments. That part is read here by
+//! [`block_subset`], line by line and without a general parser's token and
+//! event queues; on the directory source's cold sync the general parser
+//! was where most of the agent's CPU went (reading the files cost three
+//! times the kernel's work of programming them). Whatever falls outside the
+//! part (anchors, tags, folded `>` blocks, indentation indicators, escaped
+//! line breaks, duplicate keys, plain scalars whose type a YAML schema
+//! could read otherwise, tabs, deep nesting) makes it give up, and the
+//! document is read by the general parser ([`general`]) instead:
+//! [`document`] is always what [`general`] would say. The fuzz target
+//! `yaml_subset` and the tests below hold the two readers to the same value
+//! wherever the subset reader answers.
 
 use serde_json::{Map, Number, Value};
 
