@@ -194,6 +194,9 @@ impl DirWatch {
                 None
             }
         };
+        if first.is_none() && self.watcher.take().is_some() {
+            tracing::warn!(dir = %self.dir.display(), "the file watch ended; polling the directory");
+        }
         let mut batch = Batch {
             rescan: self.watcher.is_none(),
             ..Batch::default()
@@ -263,11 +266,13 @@ impl DirWatch {
     }
 
     /// Adds one file event to a batch.
-    fn add(&self, batch: &mut Batch, change: std::io::Result<inotify::EventOwned>) {
+    fn add(&mut self, batch: &mut Batch, change: std::io::Result<inotify::EventOwned>) {
         let event = match change {
             Ok(event) => event,
             Err(error) => {
-                tracing::warn!(%error, "file watch error; rescanning");
+                // Reading the watch failed, and would again: poll instead.
+                tracing::warn!(dir = %self.dir.display(), %error, "the file watch failed; polling the directory");
+                self.watcher = None;
                 batch.rescan = true;
                 return;
             }
