@@ -164,17 +164,23 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn mapping(&mut self, indent: usize) -> Option<Value> {
+    /// `read` one level deeper, when the depth allows it.
+    fn deeper(&mut self, read: impl FnOnce(&mut Self) -> Option<Value>) -> Option<Value> {
         self.depth += 1;
-        let map = self.entries(indent);
+        let value = if self.depth > MAX_DEPTH {
+            None
+        } else {
+            read(self)
+        };
         self.depth -= 1;
-        map
+        value
+    }
+
+    fn mapping(&mut self, indent: usize) -> Option<Value> {
+        self.deeper(|reader| reader.entries(indent))
     }
 
     fn entries(&mut self, indent: usize) -> Option<Value> {
-        if self.depth > MAX_DEPTH {
-            return None;
-        }
         let mut map = Map::new();
         while let Some(line) = self.peek() {
             if line.indent < indent {
@@ -204,16 +210,10 @@ impl<'a> Reader<'a> {
     }
 
     fn sequence(&mut self, indent: usize) -> Option<Value> {
-        self.depth += 1;
-        let items = self.items(indent);
-        self.depth -= 1;
-        items
+        self.deeper(|reader| reader.items(indent))
     }
 
     fn items(&mut self, indent: usize) -> Option<Value> {
-        if self.depth > MAX_DEPTH {
-            return None;
-        }
         let mut items = Vec::new();
         while let Some(line) = self.peek() {
             if line.indent < indent || (line.indent == indent && !is_item(line.content)) {
