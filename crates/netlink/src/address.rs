@@ -76,19 +76,19 @@ fn is_link_local(address: &IpAddr) -> bool {
 impl Route {
     /// Every address of every link.
     pub fn all_addresses(&mut self) -> Result<Vec<LinkAddress>, Error> {
-        let replies = self
-            .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
-            .map_err(Error::ListAddresses)?;
-        Ok(replies
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) => address_of(a).map(|address| LinkAddress {
+        // Each reply converted as it is read: the messages of the 10,000
+        // addresses of as many Services are never held at once.
+        self.dump_each(
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            |m| match m {
+                RouteNetlinkMessage::NewAddress(a) => address_of(&a).map(|address| LinkAddress {
                     ifindex: a.header.index,
                     address,
                 }),
                 _ => None,
-            })
-            .collect())
+            },
+        )
+        .map_err(Error::ListAddresses)
     }
 
     /// The addresses on link `ifindex`.

@@ -131,12 +131,14 @@ impl Ipvs {
     /// Every virtual service, with its counters.
     pub fn services(&mut self) -> Result<Vec<DumpedVirtualServer>, Error> {
         let request = self.message(IpvsMessage::new(IpvsCommand::GetService, vec![]), 0);
-        let replies = self.socket.dump(request).map_err(Error::DumpServices)?;
-        replies
-            .into_iter()
-            .filter_map(service_attrs)
-            .map(|attrs| convert::virtual_server(&attrs).map_err(invalid_data))
-            .collect::<io::Result<_>>()
+        // Each reply converted as it is read: at 10,000 virtual servers the
+        // parsed messages were several times the converted ones.
+        self.socket
+            .dump_each(request, |reply| {
+                service_attrs(reply)
+                    .map(|attrs| convert::virtual_server(&attrs).map_err(invalid_data))
+                    .transpose()
+            })
             .map_err(Error::DumpServices)
     }
 
@@ -147,10 +149,10 @@ impl Ipvs {
 
     /// The real servers of one service.
     pub fn destinations(&mut self, key: &VirtualServerKey) -> Result<Vec<DumpedRealServer>, Error> {
+        let request = self.dest_request(key);
         let replies = self
             .socket
-            .dump(self.dest_request(key))
-            .and_then(|replies| parse_dests(replies, key))
+            .dump_each(request, |reply| parse_dest(reply, key))
             .map_err(|source| Error::DumpDestinations {
                 service: *key,
                 source,
@@ -169,10 +171,12 @@ impl Ipvs {
     ) -> Result<Vec<T>, Error> {
         let requests = keys.iter().map(|key| self.dest_request(key)).collect();
         self.socket
-            .dumps_into(requests, self.dump_window, |index, replies| {
-                let key = &keys[index];
-                parse_dests(replies, key).map(|d| convert(key, d))
-            })
+            .dumps_each(
+                requests,
+                self.dump_window,
+                |index, reply| parse_dest(reply, &keys[index]),
+                |index, real_servers| Ok(convert(&keys[index], real_servers)),
+            )
             .into_iter()
             .zip(keys)
             .map(|(result, key)| {
@@ -211,12 +215,12 @@ impl Ipvs {
             .iter()
             .map(|s| self.dest_request(&s.service.key))
             .collect();
-        let results = self
-            .socket
-            .dumps_into(requests, self.dump_window, |index, replies| {
-                let key = &services[index].service.key;
-                parse_dests(replies, key).map(|d| convert(key, d))
-            });
+        let results = self.socket.dumps_each(
+            requests,
+            self.dump_window,
+            |index, reply| parse_dest(reply, &services[index].service.key),
+            |index, real_servers| Ok(convert(&services[index].service.key, real_servers)),
+        );
         services
             .into_iter()
             .zip(results)
@@ -323,17 +327,18 @@ fn service_attrs(genl: Msg) -> Option<Vec<crate::packet::ServiceAttr>> {
     })
 }
 
-fn parse_dests(replies: Vec<Msg>, key: &VirtualServerKey) -> io::Result<Vec<DumpedRealServer>> {
-    replies
+/// The real server of one reply to a destination dump, if it holds one.
+fn parse_dest(reply: Msg, key: &VirtualServerKey) -> io::Result<Option<DumpedRealServer>> {
+    reply
+        .payload
+        .attrs
         .into_iter()
-        .filter_map(|m| {
-            m.payload.attrs.into_iter().find_map(|a| match a {
-                IpvsAttr::Dest(attrs) => Some(attrs),
-                _ => None,
-            })
+        .find_map(|a| match a {
+            IpvsAttr::Dest(attrs) => Some(attrs),
+            _ => None,
         })
         .map(|attrs| convert::real_server(&attrs, key.family()).map_err(invalid_data))
-        .collect()
+        .transpose()
 }
 
 fn resolve_family(socket: &mut NetlinkSocket) -> io::Result<u16> {

@@ -47,6 +47,16 @@ impl Route {
         self.socket.dump(message(msg, 0))
     }
 
+    /// A dump whose replies are converted (or dropped) as they are read.
+    pub(crate) fn dump_each<E>(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        mut each: impl FnMut(RouteNetlinkMessage) -> Option<E>,
+    ) -> io::Result<Vec<E>> {
+        self.socket
+            .dump_each(message(msg, 0), |reply| Ok(each(reply)))
+    }
+
     pub(crate) fn acked(
         &mut self,
         requests: Vec<(RouteNetlinkMessage, u16)>,
