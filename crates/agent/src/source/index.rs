@@ -69,21 +69,25 @@ pub(crate) trait Stub: Sized {
 
 /// A fingerprint of an object's content, from its JSON form. Two versions
 /// with the same fingerprint are taken as the same.
+///
+/// The JSON goes to a buffer and is hashed in one call: hashing each token
+/// as the serializer writes it cost more than the serializing.
 pub(crate) fn fingerprint<T: serde::Serialize>(object: &T) -> u64 {
-    struct HashWriter(std::hash::DefaultHasher);
-    impl std::io::Write for HashWriter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.write(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    let mut writer = HashWriter(std::hash::DefaultHasher::new());
-    // Serializing a typed object to a writer that cannot fail does not fail.
-    drop(serde_json::to_writer(&mut writer, object));
-    writer.0.finish()
+    BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        // Serializing a typed object into memory does not fail.
+        drop(serde_json::to_writer(&mut *buffer, object));
+        let mut hasher = std::hash::DefaultHasher::new();
+        hasher.write(buffer);
+        // A large object's buffer is not kept for the rest of the run.
+        if buffer.capacity() > 1 << 16 {
+            *buffer = Vec::new();
+        }
+        hasher.finish()
+    })
 }
 
 /// One file's version of an object.
