@@ -286,6 +286,9 @@ async fn once(
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
     };
     println!("{}", serde_json::to_string(&out)?);
+    // The process exits next: freeing the state object by object would be
+    // work for nothing.
+    std::mem::forget(agent);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
