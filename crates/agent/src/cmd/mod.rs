@@ -57,6 +57,10 @@ pub async fn events(
 /// How many events a source driven by its own task reads ahead of the loop.
 const READ_AHEAD: usize = 128;
 
+/// Most events handed over at once: the events the source has ready go
+/// together, one wake-up of the loop for up to this many.
+const HANDOVER: usize = 32;
+
 /// The source driven by a task of its own, its events handed to the loop
 /// over a bounded channel: the watch is read, decoded and (for a directory)
 /// debounced and parsed while the loop syncs, so a change that comes during
@@ -67,17 +71,32 @@ const READ_AHEAD: usize = 128;
 /// thread than the loop, and glibc gives each thread its own arena: the
 /// image sets `MALLOC_ARENA_MAX=1` (the first sync's peak at 10,000 Services
 /// on the host: 81 MiB with an arena per thread, 59 MiB with one).
-pub fn in_own_task(mut stream: BoxStream<'static, SourceEvent>) -> BoxStream<'static, SourceEvent> {
-    use futures::SinkExt as _;
-    let (mut sender, receiver) = futures::channel::mpsc::channel(READ_AHEAD);
+///
+/// The events the source has ready go over together, up to [`HANDOVER`]
+/// at a time: one event per send woke the loop's thread for each of the
+/// 20,000 objects of an initial list. An event with nothing ready behind
+/// it goes alone, at once.
+pub fn in_own_task(stream: BoxStream<'static, SourceEvent>) -> BoxStream<'static, SourceEvent> {
+    // The channel holds chunks (its buffer and the sender's own slot): at
+    // most READ_AHEAD events are read ahead, the next chunk read only once
+    // there is room for it.
+    let (mut sender, receiver) = futures::channel::mpsc::channel(READ_AHEAD / HANDOVER - 1);
+    let mut chunks = stream.ready_chunks(HANDOVER);
     tokio::spawn(async move {
-        while let Some(event) = stream.next().await {
-            if sender.send(event).await.is_err() {
+        // Room for a chunk, or the loop dropped the stream.
+        while std::future::poll_fn(|cx| sender.poll_ready(cx))
+            .await
+            .is_ok()
+        {
+            let Some(chunk) = chunks.next().await else {
+                break;
+            };
+            if sender.start_send(chunk).is_err() {
                 break;
             }
         }
     });
-    receiver.boxed()
+    receiver.flat_map(futures::stream::iter).boxed()
 }
 
 /// What reads a source's events until its initial state is whole.
@@ -151,6 +170,19 @@ mod tests {
             .await;
         let expected: Vec<_> = (0..1_000).map(|i| format!("s{i}")).collect();
         assert_eq!(forwarded, expected);
+    }
+
+    /// An event with nothing ready behind it is not held back for a
+    /// chunk: a watch's single change reaches the loop at once.
+    #[tokio::test]
+    async fn a_lone_event_is_handed_over_without_waiting_for_more() {
+        let source = futures::stream::iter([named("alone")]).chain(futures::stream::pending());
+        let mut stream = in_own_task(source.boxed());
+        let event = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+            .await
+            .expect("the event was held back")
+            .expect("the stream ended");
+        assert_eq!(name(&event), "alone");
     }
 
     /// The source is read while nobody takes its events, up to the
