@@ -75,6 +75,14 @@ wait $once || {
 cold_ms=$(ms_since "$start")
 once_writes=$(sed -n 's/.*"writes":\([0-9]*\).*/\1/p' once.json)
 once_internal_ms=$(sed -n 's/.*"duration_ms":\([0-9.]*\).*/\1/p' once.json)
+# The agent's own CPU split (getrusage): reading the manifests until the
+# initial state is whole, then the sync (mapping, planning, writes).
+cpu_phase() { # PHASE FIELD
+	sed -n "s/.*\"$1\":{\"user\":\([0-9.]*\),\"system\":\([0-9.]*\)}.*/\\$2/p" once.json | cut -d. -f1
+}
+read_user_ms=$(cpu_phase reading 1) read_sys_ms=$(cpu_phase reading 2)
+sync_user_ms=$(cpu_phase syncing 1) sync_sys_ms=$(cpu_phase syncing 2)
+say "cold, by the agent's getrusage: reading user ${read_user_ms} ms sys ${read_sys_ms} ms; syncing user ${sync_user_ms} ms sys ${sync_sys_ms} ms"
 say "cold: ${cold_ms} ms wall, ${once_writes} writes, agent says ${once_internal_ms} ms, peak RSS ${once_hwm_kib} KiB, CPU user ${once_user_ticks} sys ${once_sys_ticks} ticks (of 1/${tick} s, at its last poll)"
 
 # --- 2. ipvsadm -R -----------------------------------------------------------
@@ -278,5 +286,7 @@ printf '"idle_s":%d,"idle_cpu_ms":%d,"idle_cpu_ms_per_minute":%d,"idle_resyncs":
 printf '"cold_user_cpu_ms":%d,"cold_sys_cpu_ms":%d,"cold_user_vs_sys":%.2f,' \
 	"$((once_user_ticks * 1000 / tick))" "$((once_sys_ticks * 1000 / tick))" \
 	"$(awk -v u="$once_user_ticks" -v s="$once_sys_ticks" 'BEGIN {print (s > 0) ? u / s : 0}')"
+printf '"cold_reading_user_ms":%s,"cold_reading_sys_ms":%s,"cold_syncing_user_ms":%s,"cold_syncing_sys_ms":%s,' \
+	"${read_user_ms:-null}" "${read_sys_ms:-null}" "${sync_user_ms:-null}" "${sync_sys_ms:-null}"
 printf '"once_peak_rss_kib":%d,"watch_peak_rss_kib":%d,"watch_rss_kib":%d}\n' \
 	"$once_hwm_kib" "$watch_hwm_kib" "$watch_rss_kib"

@@ -463,7 +463,7 @@ impl NetlinkSocket {
                         completed += 1;
                         results[index] = Some(
                             errno_result(code)
-                                .and_then(|()| kept)
+                                .and(kept)
                                 .and_then(|kept| convert(index, kept)),
                         );
                     }

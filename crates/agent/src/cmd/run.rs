@@ -190,6 +190,44 @@ struct OnceReport {
     failures: Vec<String>,
     skipped: Vec<SkippedView>,
     duration_ms: f64,
+    /// The process's CPU time (every thread) by phase: reading the source
+    /// until its initial state is whole, then the sync (mapping, planning,
+    /// the writes and the kernel's work in them); `null` where getrusage
+    /// failed.
+    cpu_ms: Option<CpuByPhase>,
+}
+
+#[derive(Serialize)]
+struct CpuByPhase {
+    reading: CpuTime,
+    syncing: CpuTime,
+}
+
+/// User and system CPU time, in milliseconds.
+#[derive(Serialize, Clone, Copy)]
+struct CpuTime {
+    user: f64,
+    system: f64,
+}
+
+impl CpuTime {
+    /// This process's, all threads', so far.
+    fn now() -> Option<Self> {
+        use nix::sys::resource::{getrusage, UsageWho};
+        let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+        let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1e3 + t.tv_usec() as f64 / 1e3;
+        Some(CpuTime {
+            user: ms(usage.user_time()),
+            system: ms(usage.system_time()),
+        })
+    }
+
+    fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user - earlier.user,
+            system: self.system - earlier.system,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -234,12 +272,15 @@ async fn once(
         agent,
         skipped: Vec::new(),
     };
+    let cpu_start = CpuTime::now();
     until_initialized(&mut stream, &mut reader).await?;
     let OnceReader {
         mut agent,
         mut skipped,
     } = reader;
+    let cpu_read = CpuTime::now();
     let report = agent.full_sync().await.context("syncing")?;
+    let cpu_synced = CpuTime::now();
     let mut failures: Vec<String> = report
         .failures
         .iter()
@@ -284,6 +325,13 @@ async fn once(
         failures,
         skipped,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        cpu_ms: match (cpu_start, cpu_read, cpu_synced) {
+            (Some(start), Some(read), Some(synced)) => Some(CpuByPhase {
+                reading: read.since(start),
+                syncing: synced.since(read),
+            }),
+            _ => None,
+        },
     };
     println!("{}", serde_json::to_string(&out)?);
     // The process exits next: freeing the state object by object would be
