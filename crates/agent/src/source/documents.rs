@@ -161,6 +161,13 @@ impl FileReader {
                 };
                 let index = *next;
                 *next += 1;
+                if let Some(manifest) = Manifest::from_common(&text) {
+                    return Some(Parsed {
+                        manifest,
+                        errors: Vec::new(),
+                        syntax: false,
+                    });
+                }
                 let single = index == 0 && documents.at_end();
                 (parse_yaml(&text), (!single).then_some(index))
             }
@@ -193,7 +200,7 @@ impl FileReader {
 pub fn parse_text(path: &Path, text: &str) -> (Manifest, Vec<FileError>) {
     let mut manifest = Manifest::default();
     let mut errors = Vec::new();
-    let mut add = |value: Result<Value, String>, document: Option<usize>| {
+    let mut add = |manifest: &mut Manifest, value: Result<Value, String>, document| {
         let (reason, message) = match value.map(|v| manifest.add(v)) {
             Ok(Ok(())) => return,
             Ok(Err(failed)) => failed,
@@ -207,12 +214,19 @@ pub fn parse_text(path: &Path, text: &str) -> (Manifest, Vec<FileError>) {
         });
     };
     if path.extension().is_some_and(|e| e == "json") {
-        add(serde_json::from_str(text).map_err(|e| e.to_string()), None);
+        add(
+            &mut manifest,
+            serde_json::from_str(text).map_err(|e| e.to_string()),
+            None,
+        );
     } else {
         let mut documents = Documents::new(text.as_bytes());
         let mut index = 0;
         while let Ok(Some(document)) = documents.next_document() {
-            add(parse_yaml(&document), Some(index));
+            match Manifest::from_common(&document) {
+                Some(common) => manifest.extend(common),
+                None => add(&mut manifest, parse_yaml(&document), Some(index)),
+            }
             index += 1;
         }
     }

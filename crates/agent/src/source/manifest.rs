@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::documents::FileReader;
 use super::index::{FileKeys, Index};
 use super::trim::Trim;
+use super::yaml;
 use super::{Error, SourceEvent};
 
 pub use super::documents::parse_text;
@@ -127,8 +128,39 @@ pub(crate) fn manifest_paths(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 type DocumentError = (FileSkipReason, String);
 
 impl Manifest {
-    /// Adds the objects of one document.
-    pub(crate) fn add(&mut self, mut document: Value) -> Result<(), DocumentError> {
+    /// The object of one YAML document that is a Service, an EndpointSlice
+    /// or a Node written in the subset [`yaml::block_subset_node`] reads,
+    /// deserialized from that reader's tree without a JSON value between
+    /// them; `None` for any other document, and for one that does not make
+    /// a valid object (which [`Self::add`] then reads the long way and
+    /// reports). What it returns is what [`Self::add`] would have added.
+    pub fn from_common(text: &str) -> Option<Manifest> {
+        let node = yaml::block_subset_node(text)?;
+        let api_version = node.get("apiVersion")?.as_str()?;
+        let kind = node.get("kind")?.as_str()?;
+        let mut manifest = Manifest::default();
+        match (api_version, kind) {
+            ("v1", "Service") => manifest.services.extend(typed(node)?),
+            ("discovery.k8s.io/v1", "EndpointSlice") => {
+                manifest.endpoint_slices.extend(typed(node)?)
+            }
+            ("v1", "Node") => manifest.nodes.extend(typed(node)?),
+            _ => return None,
+        }
+        Some(manifest)
+    }
+
+    /// Adds the objects of `other`.
+    pub(crate) fn extend(&mut self, other: Manifest) {
+        self.services.extend(other.services);
+        self.endpoint_slices.extend(other.endpoint_slices);
+        self.nodes.extend(other.nodes);
+        self.config_maps.extend(other.config_maps);
+    }
+
+    /// Adds the objects of one document; what was wrong with it, if
+    /// anything was.
+    pub fn add(&mut self, mut document: Value) -> Result<(), (FileSkipReason, String)> {
         if document.is_null() {
             return Ok(());
         }
@@ -220,6 +252,41 @@ fn object<K: k8s_openapi::Resource + DeserializeOwned + Trim>(
         .map_err(|e| (FileSkipReason::Parse, format!("{kind}: {e}")))?;
     object.trim();
     Ok(Some(object))
+}
+
+/// [`object`] of a document's node, where [`object`] would succeed:
+/// `Some(None)` for an object with an excluding label, `None` where
+/// [`object`] would fail, or might say something else (a namespace that is
+/// not a string, which it replaces).
+fn typed<K>(node: yaml::Node<'_>) -> Option<Option<K>>
+where
+    K: k8s_openapi::Resource + kube::Resource + DeserializeOwned + Trim,
+{
+    let meta = node.get("metadata")?;
+    if !matches!(meta, yaml::Node::Map(_))
+        || meta
+            .get("name")
+            .and_then(yaml::Node::as_str)
+            .is_none_or(str::is_empty)
+    {
+        return None;
+    }
+    let labels = meta.get("labels");
+    if EXCLUDING_LABELS
+        .iter()
+        .any(|l| labels.is_some_and(|m| m.get(l).is_some()))
+    {
+        return Some(None);
+    }
+    let mut object = K::deserialize(node).ok()?;
+    if <K as k8s_openapi::Resource>::KIND != "Node" {
+        let namespace = &mut object.meta_mut().namespace;
+        if namespace.as_deref().is_none_or(str::is_empty) {
+            *namespace = Some("default".to_owned());
+        }
+    }
+    object.trim();
+    Some(Some(object))
 }
 
 /// Endpoints as the EndpointSlice mirroring controller writes them.
@@ -417,5 +484,76 @@ impl Indexes {
             events.extend(self.stream_events(c));
         }
         (events, reread)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVICE: &str = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  clusterIP: 10.96.0.10
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+";
+
+    /// A common document read straight into its type holds what the long
+    /// way through a JSON value makes of it (the default namespace, an
+    /// excluding label, trimming); a document that would fail, or that
+    /// the long way reads differently, is left to the long way.
+    #[test]
+    fn common_documents_read_typed_as_through_a_value() {
+        let namespaced = |ns: &str| {
+            SERVICE.replace(
+                "  name: web\n",
+                &format!("  name: web\n  namespace: {ns}\n"),
+            )
+        };
+        let cases: Vec<(String, bool)> = vec![
+            (SERVICE.to_owned(), true),
+            (namespaced("shop"), true),
+            (namespaced("''"), true),
+            (namespaced("~"), true),
+            // Replaced by `default` the long way; an error typed.
+            (namespaced("5"), false),
+            (SERVICE.replace("{app: web}", "{service.kubernetes.io/headless: ''}"), true),
+            (SERVICE.replace("port: 80,", "port: [80],"), false),
+            (SERVICE.replace("  name: web\n", ""), false),
+            (SERVICE.replace("  name: web\n", "  name: ''\n"), false),
+            ("apiVersion: v1\nkind: Service\nmetadata: web\n".to_owned(), false),
+            ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n".to_owned(), false),
+            ("apiVersion: v1\nkind: List\nitems: []\n".to_owned(), false),
+            ("apiVersion: v1\nkind: Service\nmetadata: {name: &a web}\n".to_owned(), false),
+            (
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints:\n- addresses: [10.0.0.1]\n  conditions: {ready: true}\n  nodeName: n1\n  targetRef: {kind: Pod, name: p}\nports: [{port: 8080}]\n".to_owned(),
+                true,
+            ),
+            (
+                "apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n  annotations: {a: b}\nspec: {podCIDRs: [10.244.0.0/24]}\nstatus:\n  addresses:\n  - {type: InternalIP, address: 192.0.2.1}\n".to_owned(),
+                true,
+            ),
+        ];
+        for (text, common) in cases {
+            let fast = Manifest::from_common(&text);
+            assert_eq!(fast.is_some(), common, "read typed or not:\n{text}");
+            let Some(fast) = fast else {
+                continue;
+            };
+            let mut slow = Manifest::default();
+            slow.add(yaml::document(&text).expect("YAML"))
+                .expect("a valid object");
+            assert_eq!(fast, slow, "{text}");
+            assert_eq!(
+                fast.services.len() + fast.endpoint_slices.len() + fast.nodes.len(),
+                usize::from(!text.contains("headless")),
+                "{text}"
+            );
+        }
     }
 }

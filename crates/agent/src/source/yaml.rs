@@ -16,7 +16,13 @@
 //! `yaml_subset` and the tests below hold the two readers to the same value
 //! wherever the subset reader answers.
 
-use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+mod node;
+
+pub use node::Node;
 
 /// One document's value: read by [`block_subset`] when it can, else by
 /// [`general`].
@@ -42,6 +48,11 @@ pub fn general(text: &str) -> Result<Value, String> {
 /// it is in the subset described above; `None` when anything is not (the
 /// document may still be valid YAML).
 pub fn block_subset(text: &str) -> Option<Value> {
+    block_subset_node(text).map(Node::into_value)
+}
+
+/// [`block_subset`], as a [`Node`] that borrows from `text`.
+pub fn block_subset_node(text: &str) -> Option<Node<'_>> {
     // Tabs, other line breaks and characters YAML does not allow.
     let odd = |c: char| {
         (c.is_control() && c != '\n')
@@ -138,7 +149,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The block node whose first line is the next, at `indent`.
-    fn node(&mut self, indent: usize) -> Option<Value> {
+    fn node(&mut self, indent: usize) -> Option<Node<'a>> {
         if is_item(self.peek()?.content) {
             self.sequence(indent)
         } else {
@@ -149,7 +160,7 @@ impl<'a> Reader<'a> {
     /// The value of a key or item whose line ended after its indicator: a
     /// block node on the next lines, indented deeper than `indent` (or a
     /// sequence at `indent` itself, when `same_indent_sequence`), else null.
-    fn nested(&mut self, indent: usize, same_indent_sequence: bool) -> Option<Value> {
+    fn nested(&mut self, indent: usize, same_indent_sequence: bool) -> Option<Node<'a>> {
         match self.peek() {
             Some(next) if next.indent > indent => {
                 let indent = next.indent;
@@ -160,12 +171,12 @@ impl<'a> Reader<'a> {
             {
                 self.sequence(indent)
             }
-            _ => Some(Value::Null),
+            _ => Some(Node::Null),
         }
     }
 
     /// `read` one level deeper, when the depth allows it.
-    fn deeper(&mut self, read: impl FnOnce(&mut Self) -> Option<Value>) -> Option<Value> {
+    fn deeper(&mut self, read: impl FnOnce(&mut Self) -> Option<Node<'a>>) -> Option<Node<'a>> {
         self.depth += 1;
         let value = if self.depth > MAX_DEPTH {
             None
@@ -176,12 +187,12 @@ impl<'a> Reader<'a> {
         value
     }
 
-    fn mapping(&mut self, indent: usize) -> Option<Value> {
+    fn mapping(&mut self, indent: usize) -> Option<Node<'a>> {
         self.deeper(|reader| reader.entries(indent))
     }
 
-    fn entries(&mut self, indent: usize) -> Option<Value> {
-        let mut map = Map::new();
+    fn entries(&mut self, indent: usize) -> Option<Node<'a>> {
+        let mut map = Vec::new();
         while let Some(line) = self.peek() {
             if line.indent < indent {
                 break;
@@ -202,18 +213,18 @@ impl<'a> Reader<'a> {
                 }
                 value
             };
-            if map.insert(key, value).is_some() {
+            if !insert_new(&mut map, key, value) {
                 return None;
             }
         }
-        Some(Value::Object(map))
+        Some(Node::Map(map))
     }
 
-    fn sequence(&mut self, indent: usize) -> Option<Value> {
+    fn sequence(&mut self, indent: usize) -> Option<Node<'a>> {
         self.deeper(|reader| reader.items(indent))
     }
 
-    fn items(&mut self, indent: usize) -> Option<Value> {
+    fn items(&mut self, indent: usize) -> Option<Node<'a>> {
         let mut items = Vec::new();
         while let Some(line) = self.peek() {
             if line.indent < indent || (line.indent == indent && !is_item(line.content)) {
@@ -247,13 +258,13 @@ impl<'a> Reader<'a> {
                 }
             }
         }
-        Some(Value::Array(items))
+        Some(Node::Seq(items))
     }
 
     /// The value after `key: ` or `- ` on line `row`, in a block at
     /// `indent`: one line, or a quoted or literal scalar that runs on; the
     /// lines it takes are passed over.
-    fn value(&mut self, text: &'a str, row: usize, indent: usize) -> Option<Value> {
+    fn value(&mut self, text: &'a str, row: usize, indent: usize) -> Option<Node<'a>> {
         let text = text.trim_start_matches(' ');
         let (value, last) = match text.as_bytes().first()? {
             b'|' => self.literal(&text[1..], row, indent)?,
@@ -278,7 +289,7 @@ impl<'a> Reader<'a> {
         quote: char,
         row: usize,
         indent: usize,
-    ) -> Option<(Value, usize)> {
+    ) -> Option<(Node<'a>, usize)> {
         let mut out = String::new();
         let (mut piece, mut row, mut breaks) = (first, row, None::<usize>);
         loop {
@@ -291,7 +302,7 @@ impl<'a> Reader<'a> {
             if let Some(rest) = rest {
                 out.push_str(&text);
                 let done = rest.is_empty() || (rest.starts_with(' ') && is_blank(rest));
-                return done.then_some((Value::String(out), row));
+                return done.then_some((Node::Str(Cow::Owned(out)), row));
             }
             if quote == '"' && text.ends_with('\\') {
                 return None;
@@ -319,7 +330,7 @@ impl<'a> Reader<'a> {
     /// A literal block scalar (`|`, `|-`, `|+`; `header` is what follows
     /// the `|`): its lines as they are, less their common indentation, and
     /// the last line it takes.
-    fn literal(&self, header: &str, row: usize, indent: usize) -> Option<(Value, usize)> {
+    fn literal(&self, header: &str, row: usize, indent: usize) -> Option<(Node<'a>, usize)> {
         let (keep, strip, rest) = match header.as_bytes().first() {
             Some(b'+') => (true, false, &header[1..]),
             Some(b'-') => (false, true, &header[1..]),
@@ -370,7 +381,7 @@ impl<'a> Reader<'a> {
         if keep {
             out.extend(std::iter::repeat_n('\n', body.len() - text_lines));
         }
-        Some((Value::String(out), last))
+        Some((Node::Str(Cow::Owned(out)), last))
     }
 }
 
@@ -378,8 +389,21 @@ impl<'a> Reader<'a> {
 /// are left to the general parser (which refuses them), with some margin.
 const MAX_KEY: usize = 1000;
 
+/// Adds `key` to a mapping's entries; `false` when it is there already.
+fn insert_new<'a>(
+    entries: &mut Vec<(Cow<'a, str>, Node<'a>)>,
+    key: Cow<'a, str>,
+    value: Node<'a>,
+) -> bool {
+    if entries.iter().any(|(k, _)| *k == key) {
+        return false;
+    }
+    entries.push((key, value));
+    true
+}
+
 /// A block mapping entry's key, and the rest of its line after the `:`.
-fn split_key(content: &str) -> Option<(String, &str)> {
+fn split_key(content: &str) -> Option<(Cow<'_, str>, &str)> {
     let (key, rest) = if content.starts_with(['"', '\'']) {
         let (key, rest) = quoted(content)?;
         (key, rest.strip_prefix(':')?)
@@ -392,7 +416,7 @@ fn split_key(content: &str) -> Option<(String, &str)> {
         if key.contains(" #") || key == "<<" {
             return None;
         }
-        let Value::String(key) = plain(key)? else {
+        let Node::Str(key) = plain(key)? else {
             return None;
         };
         (key, &content[end + 1..])
@@ -405,12 +429,12 @@ fn split_key(content: &str) -> Option<(String, &str)> {
 
 /// A value that starts and ends on its line (after `key: ` or `- `): a
 /// quoted or plain scalar or a flow collection, and perhaps a comment.
-fn inline(text: &str, depth: usize) -> Option<Value> {
+fn inline(text: &str, depth: usize) -> Option<Node<'_>> {
     let text = text.trim_start_matches(' ');
     let (value, rest) = match text.as_bytes().first()? {
         b'"' | b'\'' => {
             let (s, rest) = quoted(text)?;
-            (Value::String(s), rest)
+            (Node::Str(s), rest)
         }
         b'[' | b'{' => flow(text, depth + 1)?,
         _ => {
@@ -430,15 +454,15 @@ fn inline(text: &str, depth: usize) -> Option<Value> {
 /// A plain scalar, when its type is certain: `null`, `~`, `true`, `false`,
 /// canonical integers, and strings that no YAML schema reads as anything
 /// else. `None` for the rest (floats, `yes`, octal, dates...).
-fn plain(s: &str) -> Option<Value> {
+fn plain(s: &str) -> Option<Node<'_>> {
     let first = s.chars().next()?;
     if s.chars().any(char::is_control) {
         return None;
     }
     match s {
-        "~" | "null" => return Some(Value::Null),
-        "true" => return Some(Value::Bool(true)),
-        "false" => return Some(Value::Bool(false)),
+        "~" | "null" => return Some(Node::Null),
+        "true" => return Some(Node::Bool(true)),
+        "false" => return Some(Node::Bool(false)),
         _ => {}
     }
     const OTHER_SCHEMAS: [&str; 11] = [
@@ -455,22 +479,19 @@ fn plain(s: &str) -> Option<Value> {
             && (digits == "0" || !digits.starts_with('0'))
             && s != "-0";
         if canonical {
-            return s
-                .parse::<i64>()
-                .ok()
-                .map(|n| Value::Number(Number::from(n)));
+            return s.parse::<i64>().ok().map(Node::Int);
         }
-        return digits_string(s).then(|| Value::String(s.to_owned()));
+        return digits_string(s).then_some(Node::Str(Cow::Borrowed(s)));
     }
     if first == '.' {
         // `.`, `.a`, `./x` are strings; `.5`, `.inf`, `.nan` are not.
         let second = s[1..].chars().next();
         let word = second.is_none_or(|c| c.is_alphabetic() || c == '/' || c == '_' || c == '-');
         let special = [".inf", ".nan"].iter().any(|w| w.eq_ignore_ascii_case(s));
-        return (word && !special).then(|| Value::String(s.to_owned()));
+        return (word && !special).then_some(Node::Str(Cow::Borrowed(s)));
     }
     let starts_plain = first.is_alphabetic() || first == '_' || first == '/';
-    (starts_plain && s != "=").then(|| Value::String(s.to_owned()))
+    (starts_plain && s != "=").then_some(Node::Str(Cow::Borrowed(s)))
 }
 
 /// Whether a plain scalar that starts with a digit or `-` is a string in
@@ -500,7 +521,7 @@ fn digits_string(s: &str) -> bool {
 /// A quoted scalar at the start of `text`, and what follows its closing
 /// quote. Escapes beyond the common ones, and scalars that do not close on
 /// their line, are left to the general parser.
-fn quoted(text: &str) -> Option<(String, &str)> {
+fn quoted(text: &str) -> Option<(Cow<'_, str>, &str)> {
     let quote = text.chars().next()?;
     let (s, rest) = scan_quoted(&text[1..], quote)?;
     Some((s, rest?))
@@ -509,18 +530,32 @@ fn quoted(text: &str) -> Option<(String, &str)> {
 /// The text of a quoted scalar from just after its opening quote (or from
 /// the start of a continuation line) to its closing quote or the end of
 /// the line, and what follows the closing quote, if it is on the line.
-fn scan_quoted(text: &str, quote: char) -> Option<(String, Option<&str>)> {
+///
+/// Without an escape (or a doubled `'`) the text is borrowed.
+fn scan_quoted(text: &str, quote: char) -> Option<(Cow<'_, str>, Option<&str>)> {
+    // Up to the first escape, nothing needs copying.
+    let plain_end = text
+        .find(|c| c == quote || (quote == '"' && c == '\\'))
+        .unwrap_or(text.len());
+    let rest = &text[plain_end..];
+    if rest.is_empty() {
+        return Some((Cow::Borrowed(text), None));
+    }
+    let closes = rest.starts_with(quote) && !(quote == '\'' && rest[1..].starts_with('\''));
+    if closes {
+        return Some((Cow::Borrowed(&text[..plain_end]), Some(&rest[1..])));
+    }
     let mut chars = text.char_indices();
     let mut out = String::new();
     while let Some((i, c)) = chars.next() {
         match (quote, c) {
-            ('"', '"') => return Some((out, Some(&text[i + 1..]))),
+            ('"', '"') => return Some((Cow::Owned(out), Some(&text[i + 1..]))),
             ('\'', '\'') => {
                 if text[i + 1..].starts_with('\'') {
                     chars.next();
                     out.push('\'');
                 } else {
-                    return Some((out, Some(&text[i + 1..])));
+                    return Some((Cow::Owned(out), Some(&text[i + 1..])));
                 }
             }
             ('"', '\\') => {
@@ -539,11 +574,11 @@ fn scan_quoted(text: &str, quote: char) -> Option<(String, Option<&str>)> {
             _ => out.push(c),
         }
     }
-    Some((out, None))
+    Some((Cow::Owned(out), None))
 }
 
 /// A one-line flow collection at the start of `text`, and what follows it.
-fn flow(text: &str, depth: usize) -> Option<(Value, &str)> {
+fn flow(text: &str, depth: usize) -> Option<(Node<'_>, &str)> {
     if depth > MAX_DEPTH {
         return None;
     }
@@ -554,7 +589,7 @@ fn flow(text: &str, depth: usize) -> Option<(Value, &str)> {
     };
     let mut rest = text[1..].trim_start_matches(' ');
     let mut items = Vec::new();
-    let mut map = Map::new();
+    let mut map = Vec::new();
     if let Some(after) = rest.strip_prefix(close) {
         rest = after;
     } else {
@@ -565,12 +600,12 @@ fn flow(text: &str, depth: usize) -> Option<(Value, &str)> {
                 if rest.len() - after.len() > MAX_KEY {
                     return None;
                 }
-                let Value::String(key) = value else {
+                let Node::Str(key) = value else {
                     return None;
                 };
                 after = after.strip_prefix(": ")?.trim_start_matches(' ');
                 let (value, next) = flow_node(after, depth)?;
-                if map.insert(key, value).is_some() {
+                if !insert_new(&mut map, key, value) {
                     return None;
                 }
                 after = next.trim_start_matches(' ');
@@ -589,19 +624,19 @@ fn flow(text: &str, depth: usize) -> Option<(Value, &str)> {
         }
     }
     let value = if close == ']' {
-        Value::Array(items)
+        Node::Seq(items)
     } else {
-        Value::Object(map)
+        Node::Map(map)
     };
     Some((value, rest))
 }
 
 /// One node inside a flow collection, and what follows it.
-fn flow_node(text: &str, depth: usize) -> Option<(Value, &str)> {
+fn flow_node(text: &str, depth: usize) -> Option<(Node<'_>, &str)> {
     match text.as_bytes().first()? {
         b'"' | b'\'' => {
             let (s, rest) = quoted(text)?;
-            Some((Value::String(s), rest))
+            Some((Node::Str(s), rest))
         }
         b'[' | b'{' => flow(text, depth + 1),
         _ => {

@@ -1,6 +1,11 @@
 use super::*;
+use k8s_openapi::api::core::v1::{Node as K8sNode, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::Deserialize;
 
-/// The subset reader's answer, checked against the general parser's.
+/// The subset reader's answer, checked against the general parser's; and
+/// what deserializes from its tree checked against what deserializes from
+/// that value.
 fn agreed(text: &str) -> Option<Value> {
     let fast = block_subset(text);
     if let Some(value) = &fast {
@@ -9,8 +14,31 @@ fn agreed(text: &str) -> Option<Value> {
             Ok(value),
             "the readers disagree on:\n{text}"
         );
+        let node = block_subset_node(text).expect("read as a value, so as a node");
+        assert_eq!(
+            Value::deserialize(node.clone()).ok().as_ref(),
+            Some(value),
+            "a value deserialized from the node differs:\n{text}"
+        );
+        same_typed::<Service>(&node, value, text);
+        same_typed::<EndpointSlice>(&node, value, text);
+        same_typed::<K8sNode>(&node, value, text);
     }
     fast
+}
+
+/// A `K` from the node is the one from the value, and either both are or
+/// neither is.
+fn same_typed<K>(node: &Node<'_>, value: &Value, text: &str)
+where
+    K: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    assert_eq!(
+        K::deserialize(node.clone()).ok(),
+        serde_json::from_value::<K>(value.clone()).ok(),
+        "{} from the node and from the value differ:\n{text}",
+        std::any::type_name::<K>()
+    );
 }
 
 const SERVICE: &str = "\
@@ -343,6 +371,15 @@ fn agrees_with_the_general_parser_on_random_documents() {
             ".",
             "f:spec",
             "k:{\"port\":80,\"protocol\":\"TCP\"}",
+            // Fields of the objects read typed from the tree.
+            "metadata",
+            "labels",
+            "namespace",
+            "spec",
+            "ports",
+            "port",
+            "endpoints",
+            "addresses",
         ],
         &["80", "true", "yes", "<<", "", "-a"],
     ];
