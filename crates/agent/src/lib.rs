@@ -20,6 +20,7 @@
 //! exports), and [`error`] (how an error is printed, once).
 
 pub mod agent;
+pub mod allocator;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -404,6 +404,8 @@ impl<D: Dataplane> Agent<D> {
             Err(e) => tracing::warn!(error = %Chain(e), "full sync failed; retrying"),
         }
         self.schedule.full_sync_done(result.is_ok());
+        // What the sync allocated and freed is not kept resident.
+        crate::allocator::release_free_memory();
         result
     }
 
