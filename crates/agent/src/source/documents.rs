@@ -16,7 +16,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::manifest::{FileError, FileSkipReason, Manifest};
+use super::manifest::{Common, FileError, FileSkipReason, Manifest};
 
 /// The documents of a YAML text, read line by line.
 pub(crate) struct Documents<R> {
@@ -143,7 +143,7 @@ impl FileReader {
             FileReader::Json(file) => {
                 let file = file.take()?;
                 let value = serde_json::from_reader::<_, Value>(BufReader::new(file));
-                (value.map_err(|e| e.to_string()), None)
+                (value.map(Read::Value).map_err(|e| e.to_string()), None)
             }
             FileReader::Yaml { documents, next } => {
                 let text = match documents.next_document() {
@@ -161,13 +161,6 @@ impl FileReader {
                 };
                 let index = *next;
                 *next += 1;
-                if let Some(manifest) = Manifest::from_common(&text) {
-                    return Some(Parsed {
-                        manifest,
-                        errors: Vec::new(),
-                        syntax: false,
-                    });
-                }
                 let single = index == 0 && documents.at_end();
                 (parse_yaml(&text), (!single).then_some(index))
             }
@@ -178,8 +171,8 @@ impl FileReader {
             syntax: false,
         };
         match value {
-            Ok(value) => {
-                if let Err((reason, message)) = parsed.manifest.add(value) {
+            Ok(read) => {
+                if let Err((reason, message)) = read.add_to(&mut parsed.manifest) {
                     parsed.errors.push(error(document, reason, message));
                 }
             }
@@ -200,8 +193,8 @@ impl FileReader {
 pub fn parse_text(path: &Path, text: &str) -> (Manifest, Vec<FileError>) {
     let mut manifest = Manifest::default();
     let mut errors = Vec::new();
-    let mut add = |manifest: &mut Manifest, value: Result<Value, String>, document| {
-        let (reason, message) = match value.map(|v| manifest.add(v)) {
+    let mut add = |value: Result<Read, String>, document| {
+        let (reason, message) = match value.map(|read| read.add_to(&mut manifest)) {
             Ok(Ok(())) => return,
             Ok(Err(failed)) => failed,
             Err(message) => (FileSkipReason::Parse, message),
@@ -215,18 +208,16 @@ pub fn parse_text(path: &Path, text: &str) -> (Manifest, Vec<FileError>) {
     };
     if path.extension().is_some_and(|e| e == "json") {
         add(
-            &mut manifest,
-            serde_json::from_str(text).map_err(|e| e.to_string()),
+            serde_json::from_str(text)
+                .map(Read::Value)
+                .map_err(|e| e.to_string()),
             None,
         );
     } else {
         let mut documents = Documents::new(text.as_bytes());
         let mut index = 0;
         while let Ok(Some(document)) = documents.next_document() {
-            match Manifest::from_common(&document) {
-                Some(common) => manifest.extend(common),
-                None => add(&mut manifest, parse_yaml(&document), Some(index)),
-            }
+            add(parse_yaml(&document), Some(index));
             index += 1;
         }
     }
@@ -238,8 +229,35 @@ fn empty_file() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()
 }
 
-fn parse_yaml(text: &str) -> Result<Value, String> {
-    super::yaml::document(text)
+/// One document read: a common object already typed, or the value of
+/// anything else.
+enum Read {
+    Typed(Manifest),
+    Value(Value),
+}
+
+impl Read {
+    /// Adds its objects to `manifest`; what was wrong with the document.
+    fn add_to(self, manifest: &mut Manifest) -> Result<(), (FileSkipReason, String)> {
+        match self {
+            Read::Typed(typed) => {
+                manifest.extend(typed);
+                Ok(())
+            }
+            Read::Value(value) => manifest.add(value),
+        }
+    }
+}
+
+/// A YAML document: a Service, EndpointSlice or Node in the subset read
+/// straight into its type, anything else into its value, the text read
+/// once unless a common kind fails typed (the long way then reports it).
+fn parse_yaml(text: &str) -> Result<Read, String> {
+    match super::yaml::block_subset_node(text).map(Manifest::read_common) {
+        Some(Common::Read(typed)) => Ok(Read::Typed(typed)),
+        Some(Common::Other(node)) => Ok(Read::Value(node.into_value())),
+        Some(Common::LongWay) | None => super::yaml::document(text).map(Read::Value),
+    }
 }
 
 #[cfg(test)]

@@ -127,6 +127,17 @@ pub(crate) fn manifest_paths(dir: &Path) -> Result<Vec<PathBuf>, Error> {
 
 type DocumentError = (FileSkipReason, String);
 
+/// What [`Manifest::read_common`] made of a document's tree.
+pub(crate) enum Common<'a> {
+    /// A common object, read into its type (or left out by a label).
+    Read(Manifest),
+    /// Another kind of document: its tree, for its value.
+    Other(yaml::Node<'a>),
+    /// A common kind that does not make a valid object typed: the long
+    /// way reads the text again, and reports what is wrong.
+    LongWay,
+}
+
 impl Manifest {
     /// The object of one YAML document that is a Service, an EndpointSlice
     /// or a Node written in the subset [`yaml::block_subset_node`] reads,
@@ -135,19 +146,33 @@ impl Manifest {
     /// a valid object (which [`Self::add`] then reads the long way and
     /// reports). What it returns is what [`Self::add`] would have added.
     pub fn from_common(text: &str) -> Option<Manifest> {
-        let node = yaml::block_subset_node(text)?;
-        let api_version = node.get("apiVersion")?.as_str()?;
-        let kind = node.get("kind")?.as_str()?;
-        let mut manifest = Manifest::default();
-        match (api_version, kind) {
-            ("v1", "Service") => manifest.services.extend(typed(node)?),
-            ("discovery.k8s.io/v1", "EndpointSlice") => {
-                manifest.endpoint_slices.extend(typed(node)?)
-            }
-            ("v1", "Node") => manifest.nodes.extend(typed(node)?),
-            _ => return None,
+        match Manifest::read_common(yaml::block_subset_node(text)?) {
+            Common::Read(manifest) => Some(manifest),
+            Common::Other(_) | Common::LongWay => None,
         }
-        Some(manifest)
+    }
+
+    /// [`Self::from_common`] of a document the subset reader has read.
+    pub(crate) fn read_common(node: yaml::Node<'_>) -> Common<'_> {
+        let (Some(api_version), Some(kind)) = (
+            node.get("apiVersion").and_then(yaml::Node::as_str),
+            node.get("kind").and_then(yaml::Node::as_str),
+        ) else {
+            return Common::Other(node);
+        };
+        let mut manifest = Manifest::default();
+        let read = match (api_version, kind) {
+            ("v1", "Service") => typed(node).map(|o| manifest.services.extend(o)),
+            ("discovery.k8s.io/v1", "EndpointSlice") => {
+                typed(node).map(|o| manifest.endpoint_slices.extend(o))
+            }
+            ("v1", "Node") => typed(node).map(|o| manifest.nodes.extend(o)),
+            _ => return Common::Other(node),
+        };
+        match read {
+            Some(()) => Common::Read(manifest),
+            None => Common::LongWay,
+        }
     }
 
     /// Adds the objects of `other`.
