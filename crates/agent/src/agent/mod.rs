@@ -22,7 +22,7 @@
 //! - `changes`: changes seen and pending per IP family, for kube-proxy's
 //!   metrics.
 
-mod changes;
+pub(crate) mod changes;
 mod latency;
 mod retry;
 mod schedule;

@@ -32,7 +32,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures::stream::{self, Stream, StreamExt};
 use inotify::{EventMask, EventStream, Inotify, WatchMask};
@@ -92,21 +92,17 @@ pub fn dir_source(
 }
 
 /// What identifies a version of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint {
-    len: u64,
-    modified: Option<SystemTime>,
-    inode: (u64, u64),
-}
+/// A hash of a file's length, modification time and inode: a file whose
+/// fingerprint did not change is not read again by a rescan.
+type Fingerprint = u64;
 
 fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    use std::hash::{Hash, Hasher};
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    Some(Fingerprint {
-        len: meta.len(),
-        modified: meta.modified().ok(),
-        inode: (meta.dev(), meta.ino()),
-    })
+    let mut hasher = std::hash::DefaultHasher::new();
+    (meta.len(), meta.modified().ok(), meta.dev(), meta.ino()).hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// The files named by one debounced batch of file events.

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
+use smallvec::SmallVec;
 
 /// An object's namespace and name, in one allocation that the index's two
 /// maps share (a pair of strings cloned into both took four per object).
@@ -68,7 +69,7 @@ pub(crate) trait Stub: Sized {
 }
 
 /// A fingerprint of an object's content, from its JSON form. Two versions
-/// with the same fingerprint are taken as the same.
+/// with the same fingerprint are taken as the same. Never [`UNKNOWN`].
 ///
 /// The JSON goes to a buffer and is hashed in one call: hashing each token
 /// as the serializer writes it cost more than the serializing.
@@ -86,27 +87,37 @@ pub(crate) fn fingerprint<T: serde::Serialize>(object: &T) -> u64 {
         if buffer.capacity() > 1 << 16 {
             *buffer = Vec::new();
         }
-        hasher.finish()
+        hasher.finish().max(UNKNOWN + 1)
     })
 }
+
+/// The fingerprint of a version not known: the next read of its file
+/// applies it.
+const UNKNOWN: u64 = 0;
 
 /// One file's version of an object.
 #[derive(Debug)]
 struct Version<I> {
     file: Arc<Path>,
-    /// `None` when unknown: the next read of the file applies it.
-    fingerprint: Option<u64>,
+    /// [`UNKNOWN`] when not known.
+    fingerprint: u64,
     identity: I,
 }
+
+/// The keys one file holds: nearly always one, kept in place.
+type Keys = SmallVec<[ObjectKey; 1]>;
+
+/// The versions of one object, by path: nearly always one, kept in place.
+type Versions<I> = SmallVec<[Version<I>; 1]>;
 
 /// The objects of one kind, by the file they came from.
 #[derive(Debug)]
 pub(crate) struct Index<K: Stub> {
     /// The keys each file holds, sorted.
-    by_file: HashMap<Arc<Path>, Vec<ObjectKey>>,
+    by_file: HashMap<Arc<Path>, Keys>,
     /// Each file's version of each object, by path; the last one wins.
     /// Nearly always one.
-    versions: HashMap<ObjectKey, Vec<Version<K::Identity>>>,
+    versions: HashMap<ObjectKey, Versions<K::Identity>>,
 }
 
 impl<K: Stub> Default for Index<K> {
@@ -130,7 +141,7 @@ pub(crate) struct Finished<K> {
 #[derive(Debug, Default)]
 pub(crate) struct FileKeys {
     /// The keys the file held before.
-    old: Vec<ObjectKey>,
+    old: Keys,
     /// The keys read so far.
     new: Vec<ObjectKey>,
 }
@@ -155,21 +166,19 @@ impl<K: Stub + ResourceExt + serde::Serialize> Index<K> {
         let winner = match at {
             Ok(i) => {
                 let version = versions.get_mut(i)?;
-                if version.fingerprint == Some(print) {
+                if version.fingerprint == print {
                     return None;
                 }
-                version.fingerprint = Some(print);
+                version.fingerprint = print;
                 version.identity = object.identity();
                 i + 1 == versions.len()
             }
             Err(i) => {
-                // Nearly always the only version: no room for four.
-                versions.reserve_exact(1);
                 versions.insert(
                     i,
                     Version {
                         file: file.clone(),
-                        fingerprint: Some(print),
+                        fingerprint: print,
                         identity: object.identity(),
                     },
                 );
@@ -216,7 +225,7 @@ impl<K: Stub + ResourceExt + serde::Serialize> Index<K> {
                         self.versions.remove(&key);
                     }
                     Some(next) if was_winner => {
-                        next.fingerprint = None;
+                        next.fingerprint = UNKNOWN;
                         finished.reread.push(next.file.clone());
                     }
                     Some(_) => {}
@@ -229,7 +238,8 @@ impl<K: Stub + ResourceExt + serde::Serialize> Index<K> {
         keys.new.dedup();
         if !keys.new.is_empty() {
             keys.new.shrink_to_fit();
-            self.by_file.insert(file.clone(), keys.new);
+            self.by_file
+                .insert(file.clone(), SmallVec::from_vec(keys.new));
         }
         finished
     }

@@ -63,8 +63,8 @@ impl Trim for Node {
 }
 
 use super::index::{ObjectKey, Stub};
+use crate::agent::changes::{self, FAMILIES};
 use k8s_openapi::api::core::v1::ServiceSpec;
-use std::borrow::Cow;
 
 fn meta(key: &ObjectKey) -> ObjectMeta {
     ObjectMeta {
@@ -74,35 +74,37 @@ fn meta(key: &ObjectKey) -> ObjectMeta {
     }
 }
 
-/// What the loop reads of a deleted Service: its addresses' families.
-#[derive(Clone, Debug)]
-pub(crate) struct ServiceIdentity {
-    cluster_ips: Option<Vec<String>>,
-    ip_families: Option<Vec<String>>,
-}
+/// What the loop reads of a deleted Service: its addresses' families
+/// (`changes::service_families`), one bit each in the order of
+/// [`FAMILIES`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ServiceIdentity(u8);
 
 impl Stub for Service {
     type Identity = ServiceIdentity;
 
     fn identity(&self) -> ServiceIdentity {
-        let spec = self.spec.as_ref();
-        let cluster_ips = spec.and_then(|s| match (&s.cluster_ips, &s.cluster_ip) {
-            (Some(ips), _) if !ips.is_empty() => Some(ips.clone()),
-            (_, Some(ip)) => Some(vec![ip.clone()]),
-            _ => None,
-        });
-        ServiceIdentity {
-            cluster_ips,
-            ip_families: spec.and_then(|s| s.ip_families.clone()),
-        }
+        ServiceIdentity(
+            changes::service_families(self)
+                .iter()
+                .filter_map(|f| FAMILIES.iter().position(|known| known == f))
+                .fold(0, |bits, i| bits | 1 << i),
+        )
     }
 
-    fn stub(key: &ObjectKey, identity: &ServiceIdentity) -> Self {
+    /// A Service whose only addresses are its families, which
+    /// `changes::service_families` reads when it has no cluster IP.
+    fn stub(key: &ObjectKey, &ServiceIdentity(bits): &ServiceIdentity) -> Self {
+        let families = FAMILIES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| bits & 1 << i != 0)
+            .map(|(_, f)| (*f).to_owned())
+            .collect();
         Service {
             metadata: meta(key),
             spec: Some(ServiceSpec {
-                cluster_ips: identity.cluster_ips.clone(),
-                ip_families: identity.ip_families.clone(),
+                ip_families: Some(families),
                 ..ServiceSpec::default()
             }),
             status: None,
@@ -114,18 +116,17 @@ impl Stub for Service {
 const SERVICE_NAME: &str = "kubernetes.io/service-name";
 
 impl Stub for EndpointSlice {
-    /// The address type (the usual ones not copied) and the Service it
+    /// The address type's family (`changes::slice_family`: an index into
+    /// [`FAMILIES`], or none for the other types) and the Service it
     /// belongs to.
-    type Identity = (Cow<'static, str>, Option<Box<str>>);
+    type Identity = (Option<u8>, Option<Box<str>>);
 
     fn identity(&self) -> Self::Identity {
-        let address_type = match self.address_type.as_str() {
-            "IPv4" => Cow::Borrowed("IPv4"),
-            "IPv6" => Cow::Borrowed("IPv6"),
-            other => Cow::Owned(other.to_owned()),
-        };
         (
-            address_type,
+            FAMILIES
+                .iter()
+                .position(|f| *f == self.address_type)
+                .and_then(|i| u8::try_from(i).ok()),
             self.metadata
                 .labels
                 .as_ref()
@@ -134,14 +135,17 @@ impl Stub for EndpointSlice {
         )
     }
 
-    fn stub(key: &ObjectKey, (address_type, service): &Self::Identity) -> Self {
+    fn stub(key: &ObjectKey, (family, service): &Self::Identity) -> Self {
         let mut metadata = meta(key);
         metadata.labels = service
             .as_ref()
             .map(|s| [(SERVICE_NAME.to_owned(), s.to_string())].into());
         EndpointSlice {
             metadata,
-            address_type: address_type.to_string(),
+            address_type: family
+                .and_then(|i| FAMILIES.get(usize::from(i)))
+                .map(|f| (*f).to_owned())
+                .unwrap_or_default(),
             endpoints: None,
             ports: None,
         }
@@ -218,5 +222,63 @@ mod tests {
         };
         service.trim();
         assert_eq!(service.metadata.annotations, None);
+    }
+
+    /// A deleted Service's stub counts its change in the families the
+    /// Service had, as the loop's metrics read them.
+    #[test]
+    fn a_service_stub_keeps_its_families() {
+        let key = ObjectKey::new("ns", "web");
+        let service = |cluster_ips: Option<&[&str]>, families: Option<&[&str]>| Service {
+            spec: Some(ServiceSpec {
+                cluster_ips: cluster_ips.map(|ips| ips.iter().map(|s| s.to_string()).collect()),
+                ip_families: families.map(|f| f.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        for (service, families) in [
+            (
+                service(Some(&["fd00::1", "10.0.0.1"]), None),
+                vec!["IPv4", "IPv6"],
+            ),
+            (service(Some(&["fd00::1"]), Some(&["IPv4"])), vec!["IPv6"]),
+            (service(Some(&["None"]), Some(&["IPv6"])), vec!["IPv6"]),
+            (service(None, None), vec![]),
+            (Service::default(), vec![]),
+        ] {
+            assert_eq!(changes::service_families(&service), families);
+            let stub = Service::stub(&key, &service.identity());
+            assert_eq!(changes::service_families(&stub), families, "{service:?}");
+            assert_eq!(stub.metadata.name.as_deref(), Some("web"));
+            assert_eq!(stub.metadata.namespace.as_deref(), Some("ns"));
+        }
+    }
+
+    /// A deleted EndpointSlice's stub names its Service and family, as the
+    /// loop's metrics read them.
+    #[test]
+    fn a_slice_stub_keeps_its_service_and_family() {
+        let key = ObjectKey::new("ns", "web-abc");
+        for (address_type, family) in [
+            ("IPv4", Some("IPv4")),
+            ("IPv6", Some("IPv6")),
+            ("FQDN", None),
+        ] {
+            let slice = EndpointSlice {
+                metadata: ObjectMeta {
+                    labels: Some([(SERVICE_NAME.to_owned(), "web".to_owned())].into()),
+                    ..Default::default()
+                },
+                address_type: address_type.to_owned(),
+                ..Default::default()
+            };
+            let stub = EndpointSlice::stub(&key, &slice.identity());
+            assert_eq!(changes::slice_family(&stub), family);
+            assert_eq!(changes::slice_family(&slice), family);
+            let service = changes::slice_service(&stub).map(|s| s.to_string());
+            assert_eq!(service.as_deref(), Some("ns/web"));
+            assert_eq!(stub.metadata.name.as_deref(), Some("web-abc"));
+        }
     }
 }
