@@ -158,9 +158,14 @@ impl Snapshot {
     /// Service the listing did not name, and what was skipped of objects it
     /// did not name (a nameless object is named with an empty name).
     pub fn retain_services(&mut self, listed: &HashSet<ServiceRef>) -> Changed {
-        let names: HashSet<String> = listed.iter().map(ToString::to_string).collect();
-        self.skipped
-            .retain(|(kind, object), _| *kind != SkipKind::Service || names.contains(object));
+        // The few skipped objects are looked up in the listing, not the
+        // listing's many names formatted for them.
+        self.skipped.retain(|(kind, object), _| {
+            *kind != SkipKind::Service
+                || object
+                    .split_once('/')
+                    .is_some_and(|(ns, name)| listed.contains(&ServiceRef::new(ns, name)))
+        });
         let gone: Vec<ServiceRef> = self
             .services
             .keys()
@@ -286,9 +291,12 @@ impl Snapshot {
     /// every slice the listing did not name (slices mirrored from Endpoints
     /// stay), and what was skipped of objects it did not name.
     pub fn retain_slices(&mut self, listed: &HashSet<SliceRef>) -> Changed {
-        let names: HashSet<String> = listed.iter().map(ToString::to_string).collect();
-        self.skipped
-            .retain(|(kind, object), _| *kind != SkipKind::EndpointSlice || names.contains(object));
+        self.skipped.retain(|(kind, object), _| {
+            *kind != SkipKind::EndpointSlice
+                || object
+                    .split_once('/')
+                    .is_some_and(|(ns, name)| listed.contains(&SliceRef::new(ns, name)))
+        });
         let mirrored: HashSet<ObjectKey> = self
             .mirrored
             .iter()

@@ -297,3 +297,32 @@ fn node_names_are_shared_between_endpoints() {
         .unwrap();
     assert!(std::sync::Arc::ptr_eq(&a, &b));
 }
+
+/// A relist keeps what was skipped of the objects it names and forgets the
+/// rest, as kube-proxy's change trackers forget a deleted object.
+#[test]
+fn relist_keeps_skips_of_listed_objects_only() {
+    let mut s = Snapshot::new();
+    let odd_port =
+        |name: &str| cluster_ip(name, json!({"ports": [{"port": 80, "protocol": "ICMP"}]}));
+    let (a, b) = (odd_port("a"), odd_port("b"));
+    s.replace_services([&a, &b]);
+    let skipped = |s: &Snapshot| {
+        let mut objects: Vec<String> = s.skipped().map(|k| k.object.clone()).collect();
+        objects.dedup();
+        objects
+    };
+    assert_eq!(skipped(&s), ["default/a", "default/b"]);
+    s.replace_services([&b]);
+    assert_eq!(skipped(&s), ["default/b"]);
+
+    let bad_slice = |name: &str| {
+        let mut slice = http_slice(name, "b", json!([ep("10.0.0.1", "n")]));
+        slice.address_type = "IPv7".into();
+        slice
+    };
+    s.replace_slices([bad_slice("b-1"), bad_slice("b-2")]);
+    assert_eq!(skipped(&s), ["default/b", "default/b-1", "default/b-2"]);
+    s.replace_slices([bad_slice("b-2")]);
+    assert_eq!(skipped(&s), ["default/b", "default/b-2"]);
+}
