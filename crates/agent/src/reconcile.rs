@@ -240,7 +240,8 @@ impl<D: Dataplane> Reconciler<D> {
     /// and the dummy interface's addresses into the cache, and makes every
     /// address match (binds, and the virtual servers of addresses going
     /// away with their unbinds). [`Self::resync_part`] does the rest.
-    pub async fn begin_resync(&mut self) -> Result<(), DataplaneError> {
+    /// Gives the node's addresses when the dump listed them as well.
+    pub async fn begin_resync(&mut self) -> Result<Option<Vec<IpAddr>>, DataplaneError> {
         let started = Instant::now();
         // A resync under way is dropped; the real servers it never dumped
         // must not pass for known (empty) in the next one.
@@ -269,6 +270,7 @@ impl<D: Dataplane> Reconciler<D> {
                 return Err(e);
             }
         };
+        let node_addresses = dump.node_addresses;
         let unknown = self
             .observed
             .take_virtual_server_dump(dump.virtual_servers, dump.addresses);
@@ -314,7 +316,7 @@ impl<D: Dataplane> Reconciler<D> {
             outcomes,
             busy: started.elapsed(),
         });
-        Ok(())
+        Ok(node_addresses)
     }
 
     /// One part of the full resync under way: dumps the real servers of the

@@ -1242,3 +1242,53 @@ async fn a_change_still_pending_when_a_resync_ends_is_not_counted_as_programmed(
     assert_eq!(programmed(&h), 1);
     assert_eq!(pending(&h), 0);
 }
+
+/// A node address added while the agent runs gets the NodePort's virtual
+/// server at the next periodic resync, as kube-proxy's `syncProxyRules`
+/// (pkg/proxy/ipvs/proxier.go) reads the node's addresses on every sync.
+/// The addresses come from the resync's own listing (the one that finds the
+/// dummy interface's): no second listing.
+#[tokio::test(start_paused = true)]
+async fn a_node_address_added_is_served_from_the_next_periodic_resync() {
+    let mut h = Harness::start(timing());
+    h.dataplane.kernel().node_addresses = vec![ip("192.168.0.10")];
+    let node_port: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "a", "namespace": "default"},
+        "spec": {"type": "NodePort", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
+                 "ports": [{"name": "p", "port": 80, "protocol": "TCP", "nodePort": 31000}]}
+    }))
+    .unwrap();
+    h.initial(vec![node_port], vec![slice("a", "TCP", &["10.244.0.1"])]);
+    h.next_sync().await;
+    let key = |address: &str| VirtualServerKey::inet(Protocol::Tcp, ip(address), 31000);
+    assert!(h
+        .dataplane
+        .kernel()
+        .state
+        .virtual_servers
+        .contains_key(&key("192.168.0.10")));
+    let listings = h.dataplane.kernel().node_address_listings;
+    let started = Instant::now();
+
+    h.dataplane.kernel().node_addresses.push(ip("192.168.0.11"));
+    while !h
+        .dataplane
+        .kernel()
+        .state
+        .virtual_servers
+        .contains_key(&key("192.168.0.11"))
+    {
+        h.next_sync().await;
+        assert!(
+            Instant::now() - started <= timing().sync_period * 2,
+            "not served in a resync"
+        );
+    }
+    let k = h.dataplane.kernel();
+    assert!(k.state.virtual_servers.contains_key(&key("192.168.0.10")));
+    assert_eq!(
+        k.node_address_listings, listings,
+        "listed apart from the dump"
+    );
+}

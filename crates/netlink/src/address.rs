@@ -187,15 +187,27 @@ impl Route {
         exclude: &[&str],
         filter: &[IpNetwork],
     ) -> Result<Vec<IpAddr>, Error> {
+        let all = self.all_addresses()?;
+        self.local_addresses_among(&all, exclude, filter)
+    }
+
+    /// [`Route::local_addresses`] among the addresses of a dump already
+    /// made ([`Route::all_addresses`]): only the links are dumped. A caller
+    /// that needs the dummy link's addresses too dumps them once for both.
+    pub fn local_addresses_among(
+        &mut self,
+        all: &[LinkAddress],
+        exclude: &[&str],
+        filter: &[IpNetwork],
+    ) -> Result<Vec<IpAddr>, Error> {
         let skipped: Vec<u32> = self
             .links()?
             .into_iter()
             .filter(|l| l.loopback || exclude.contains(&l.name.as_str()))
             .map(|l| l.index)
             .collect();
-        let mut addresses: Vec<IpAddr> = self
-            .all_addresses()?
-            .into_iter()
+        let mut addresses: Vec<IpAddr> = all
+            .iter()
             .filter(|a| !skipped.contains(&a.ifindex))
             .map(|a| a.address)
             .filter(|a| !is_link_local(a))

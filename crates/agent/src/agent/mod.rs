@@ -306,6 +306,12 @@ impl<D: Dataplane> Agent<D> {
     /// The first sync, or a periodic one: dump, map everything, repair.
     pub async fn full_sync(&mut self) -> Result<SyncReport, DataplaneError> {
         self.refresh_node_addresses().await;
+        self.map_and_sync().await
+    }
+
+    /// The full sync after the node's addresses are read: map everything,
+    /// dump, repair.
+    async fn map_and_sync(&mut self) -> Result<SyncReport, DataplaneError> {
         self.pending = Changed::default();
         let desired = desired(self.writer.snapshot(), &self.config);
         self.skips.begin_full();
@@ -342,19 +348,29 @@ impl<D: Dataplane> Agent<D> {
     /// resync that left it out. Before the first full sync, or when
     /// everything must be mapped again, a full sync runs whole instead and
     /// its report is returned.
+    ///
+    /// The node's addresses come from the dump's listing of addresses (one
+    /// listing, where there were two); the Services they change are synced
+    /// as any change is, between the resync's parts, and a change that
+    /// needs everything mapped again turns the resync into a full sync.
     pub async fn begin_periodic_resync(&mut self) -> Result<Option<SyncReport>, DataplaneError> {
         if !self.schedule.synced_once() || self.pending.all {
-            return self.full_sync().await.map(Some);
-        }
-        self.refresh_node_addresses().await;
-        if self.pending.all {
             return self.full_sync().await.map(Some);
         }
         if !self.pending.is_empty() {
             self.sync_pending().await;
         }
         match self.reconciler.begin_resync().await {
-            Ok(()) => Ok(None),
+            Ok(listed) => {
+                match listed {
+                    Some(addresses) => self.set_node_addresses(addresses),
+                    None => self.refresh_node_addresses().await,
+                }
+                if self.pending.all {
+                    return self.map_and_sync().await.map(Some);
+                }
+                Ok(None)
+            }
             Err(e) => self.full_sync_ended(Err(e)).map(Some),
         }
     }
@@ -417,14 +433,16 @@ impl<D: Dataplane> Agent<D> {
 
     async fn refresh_node_addresses(&mut self) {
         match self.reconciler.read_node_addresses().await {
-            Ok(addresses) => {
-                let changed = self.writer.snapshot_mut().set_node_addresses(addresses);
-                self.pending.merge(changed);
-            }
+            Ok(addresses) => self.set_node_addresses(addresses),
             Err(e) => {
                 tracing::warn!(error = %Chain(&e), "listing the node's addresses failed; keeping the last ones")
             }
         }
+    }
+
+    fn set_node_addresses(&mut self, addresses: Vec<std::net::IpAddr>) {
+        let changed = self.writer.snapshot_mut().set_node_addresses(addresses);
+        self.pending.merge(changed);
     }
 
     /// Syncs the Services (and stream-services entries) marked by events

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 
 use kube_ipvs_controller::{KeyedVec, Observed, ObservedRealServer, Op};
 use kube_ipvs_netlink::{
-    link::Link, DumpedRealServer, Ipvs, Operation, RealServerKey, Route, Stats, VirtualServerKey,
+    address::LinkAddress, link::Link, DumpedRealServer, Ipvs, Operation, RealServerKey, Route,
+    Stats, VirtualServerKey,
 };
 
 use super::setup::sysctl;
@@ -141,15 +142,25 @@ impl KernelDataplane {
         if self.ifindex == 0 {
             return Ok(Vec::new());
         }
-        Ok(self
+        let all = self
             .route
-            .addresses(self.ifindex)
-            .map_err(DataplaneError::DumpAddresses)?
-            .into_iter()
+            .all_addresses()
+            .map_err(DataplaneError::DumpAddresses)?;
+        Ok(self.dummy_addresses_among(&all))
+    }
+
+    /// The dummy interface's addresses among those of a dump of every link.
+    fn dummy_addresses_among(&self, all: &[LinkAddress]) -> Vec<IpAddr> {
+        if self.ifindex == 0 {
+            return Vec::new();
+        }
+        all.iter()
+            .filter(|a| a.ifindex == self.ifindex)
+            .map(|a| a.address)
             // The kernel gives the link an IPv6 link-local address each
             // time it comes up; it is not a Service's, and not ours to remove.
             .filter(|a| !is_ipv6_link_local(a))
-            .collect())
+            .collect()
     }
 }
 
@@ -186,9 +197,23 @@ impl Dataplane for KernelDataplane {
             .into_iter()
             .map(|d| d.service)
             .collect();
+        // One listing of every address gives the dummy interface's and the
+        // node's own: at 10,000 Services the dummy holds 10,000, and a
+        // second listing for the node's cost as much again. When the links
+        // cannot be listed, the caller lists the node's addresses itself
+        // (and reports why that fails).
+        let all = self
+            .route
+            .all_addresses()
+            .map_err(DataplaneError::DumpAddresses)?;
+        let node_addresses = self
+            .route
+            .local_addresses_among(&all, &[self.dummy.as_str()], &[])
+            .ok();
         Ok(VirtualServerDump {
             virtual_servers,
-            addresses: self.dummy_addresses()?,
+            addresses: self.dummy_addresses_among(&all),
+            node_addresses,
         })
     }
 

@@ -20,6 +20,9 @@ pub struct MemoryKernel {
     pub state: Observed,
     /// The node's addresses.
     pub node_addresses: Vec<IpAddr>,
+    /// How many times the node's addresses were listed alone
+    /// ([`Dataplane::node_addresses`]), not as part of a dump.
+    pub node_address_listings: usize,
     /// Operations that will fail, once each, when applied.
     pub fail_next: Vec<Op>,
     /// Every write the kernel accepted, in order.
@@ -150,6 +153,8 @@ impl Dataplane for MemoryDataplane {
                 .map(|vs| vs.service.clone())
                 .collect(),
             addresses: k.state.addresses.iter().copied().collect(),
+            // As the kernel's dump does, from the same listing.
+            node_addresses: Some(k.node_addresses.clone()),
         })
     }
 
@@ -190,6 +195,8 @@ impl Dataplane for MemoryDataplane {
     }
 
     async fn node_addresses(&mut self) -> Result<Vec<IpAddr>, DataplaneError> {
-        Ok(self.kernel().node_addresses.clone())
+        let mut k = self.kernel();
+        k.node_address_listings += 1;
+        Ok(k.node_addresses.clone())
     }
 }

@@ -134,6 +134,9 @@ pub struct VirtualServerDump {
     pub virtual_servers: Vec<VirtualServer>,
     /// The dummy interface's addresses.
     pub addresses: Vec<IpAddr>,
+    /// The node's addresses ([`Dataplane::node_addresses`]) when the same
+    /// listing gave them; `None` when the caller must list them itself.
+    pub node_addresses: Option<Vec<IpAddr>>,
 }
 
 /// What the reconciler needs from the kernel.
