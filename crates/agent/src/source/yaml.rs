@@ -61,7 +61,10 @@ pub fn block_subset_node(text: &str) -> Option<Node<'_>> {
                 '\u{feff}' | '\u{fffe}' | '\u{ffff}' | '\u{2028}' | '\u{2029}'
             )
     };
-    if text.contains(odd) {
+    // Printable ASCII and line feeds, nearly always: checked a byte at a
+    // time before the characters are decoded.
+    let plain_ascii = text.bytes().all(|b| matches!(b, b' '..=b'~' | b'\n'));
+    if !plain_ascii && text.contains(odd) {
         return None;
     }
     let mut lines = Vec::new();
@@ -402,6 +405,15 @@ fn insert_new<'a>(
     true
 }
 
+/// Where a comment starts in `text` (its ` #`), found by its rare `#`
+/// rather than by a search for two characters.
+fn comment_at(text: &str) -> Option<usize> {
+    text.match_indices('#')
+        .map(|(i, _)| i)
+        .find(|&i| i > 0 && text.as_bytes()[i - 1] == b' ')
+        .map(|i| i - 1)
+}
+
 /// A block mapping entry's key, and the rest of its line after the `:`.
 fn split_key(content: &str) -> Option<(Cow<'_, str>, &str)> {
     let (key, rest) = if content.starts_with(['"', '\'']) {
@@ -409,11 +421,11 @@ fn split_key(content: &str) -> Option<(Cow<'_, str>, &str)> {
         (key, rest.strip_prefix(':')?)
     } else {
         let end = content
-            .char_indices()
-            .find(|&(i, c)| c == ':' && content[i + 1..].chars().next().is_none_or(|n| n == ' '))
-            .map(|(i, _)| i)?;
+            .match_indices(':')
+            .map(|(i, _)| i)
+            .find(|&i| matches!(content.as_bytes().get(i + 1), None | Some(b' ')))?;
         let key = content[..end].trim_end_matches(' ');
-        if key.contains(" #") || key == "<<" {
+        if comment_at(key).is_some() || key == "<<" {
             return None;
         }
         let Node::Str(key) = plain(key)? else {
@@ -438,9 +450,13 @@ fn inline(text: &str, depth: usize) -> Option<Node<'_>> {
         }
         b'[' | b'{' => flow(text, depth + 1)?,
         _ => {
-            let end = text.find(" #").unwrap_or(text.len());
+            let end = comment_at(text).unwrap_or(text.len());
             let scalar = text[..end].trim_end_matches(' ');
-            if scalar.contains(": ") || scalar.ends_with(':') {
+            if scalar.ends_with(':')
+                || scalar
+                    .match_indices(':')
+                    .any(|(i, _)| scalar.as_bytes().get(i + 1) == Some(&b' '))
+            {
                 return None;
             }
             (plain(scalar)?, &text[end..])
