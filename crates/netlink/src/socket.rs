@@ -206,16 +206,23 @@ impl NetlinkSocket {
             out.clear();
             let mut in_flight: HashMap<u32, usize> = HashMap::new();
             let mut last = (0, 0);
-            while let Some((index, mut msg)) =
-                requests.next_if(|(_, m)| out.is_empty() || out.len() + m.buffer_len() <= max_send)
-            {
+            // Each message's length is worked out once, by `finalize` (a
+            // walk of its nested attributes), and read from its header after.
+            while let Some((_, msg)) = requests.peek_mut() {
+                msg.finalize();
+                let len = msg.header.length as usize;
+                if !out.is_empty() && out.len() + len > max_send {
+                    break;
+                }
+                let Some((index, mut msg)) = requests.next() else {
+                    break;
+                };
                 let seq = self.next_seq();
                 msg.header.flags |= NLM_F_REQUEST;
                 msg.header.flags &= !NLM_F_ACK;
                 msg.header.sequence_number = seq;
-                msg.finalize();
                 let start = out.len();
-                out.resize(start + msg.buffer_len(), 0);
+                out.resize(start + len, 0);
                 msg.serialize(&mut out[start..]);
                 in_flight.insert(seq, index);
                 last = (start, seq);
