@@ -237,7 +237,7 @@ impl Emitable for IpvsMessage {
     }
 
     fn emit(&self, buffer: &mut [u8]) {
-        self.attrs.as_slice().emit(buffer)
+        super::emit_all(buffer, &self.attrs);
     }
 }
 

@@ -76,7 +76,40 @@ fn nested_len<A: netlink_packet_core::Nla>(attrs: &[A]) -> usize {
 
 /// Emits nested attributes into a buffer of [`nested_len`] bytes.
 fn emit_nested<A: netlink_packet_core::Nla>(buffer: &mut [u8], attrs: &[A]) {
-    attrs.emit(buffer)
+    emit_all(buffer, attrs);
+}
+
+/// Writes attributes one after the other from the start of `buffer` (at
+/// least their summed `buffer_len`); gives that length.
+pub(crate) fn emit_all<A: netlink_packet_core::Nla>(buffer: &mut [u8], attrs: &[A]) -> usize {
+    attrs
+        .iter()
+        .fold(0, |at, attr| at + emit_nla(&mut buffer[at..], attr))
+}
+
+/// Writes one attribute at the start of `buffer`, the same bytes as
+/// `Nla::emit`, measuring its value once: `Nla::emit` measures it three
+/// times and a slice's `emit` twice more, and each measure of a nest walks
+/// its children. At 120,000 writes that was most of the encoding's time.
+/// Gives the attribute's length with padding.
+fn emit_nla<A: netlink_packet_core::Nla>(buffer: &mut [u8], attr: &A) -> usize {
+    use netlink_packet_core::{NLA_ALIGNTO, NLA_HEADER_SIZE};
+    let value_len = attr.value_len();
+    let len = (NLA_HEADER_SIZE + value_len).next_multiple_of(NLA_ALIGNTO);
+    let buffer = &mut buffer[..len];
+    let mut nla = NlaBuffer::new(&mut *buffer);
+    nla.set_kind(attr.kind());
+    if attr.is_network_byteorder() {
+        nla.set_network_byte_order_flag();
+    }
+    if attr.is_nested() {
+        nla.set_nested_flag();
+    }
+    // An attribute's value is at most a page: its length fits.
+    nla.set_length((NLA_HEADER_SIZE + value_len) as u16);
+    attr.emit_value(nla.value_mut());
+    buffer[NLA_HEADER_SIZE + value_len..].fill(0);
+    len
 }
 
 /// Parses every attribute of a nest; a malformed one fails the nest.
