@@ -90,8 +90,7 @@ pub(crate) fn emit_all<A: netlink_packet_core::Nla>(buffer: &mut [u8], attrs: &[
 /// Writes one attribute at the start of `buffer`, the same bytes as
 /// `Nla::emit`, measuring its value once: `Nla::emit` measures it three
 /// times and a slice's `emit` twice more, and each measure of a nest walks
-/// its children. At 120,000 writes that was most of the encoding's time.
-/// Gives the attribute's length with padding.
+/// its children. Gives the attribute's length with padding.
 fn emit_nla<A: netlink_packet_core::Nla>(buffer: &mut [u8], attr: &A) -> usize {
     use netlink_packet_core::{NLA_ALIGNTO, NLA_HEADER_SIZE};
     let value_len = attr.value_len();
