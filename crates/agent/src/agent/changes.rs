@@ -15,7 +15,8 @@ use crate::metrics::Metrics;
 /// The `ip_family` label values, as Kubernetes spells the families.
 pub(crate) const FAMILIES: [&str; 2] = ["IPv4", "IPv6"];
 
-fn index(family: &str) -> Option<usize> {
+/// Where `family` is in [`FAMILIES`]; none for any other spelling.
+pub(crate) fn index(family: &str) -> Option<usize> {
     FAMILIES.iter().position(|f| *f == family)
 }
 

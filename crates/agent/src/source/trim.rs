@@ -87,7 +87,7 @@ impl Stub for Service {
         ServiceIdentity(
             changes::service_families(self)
                 .iter()
-                .filter_map(|f| FAMILIES.iter().position(|known| known == f))
+                .filter_map(|f| changes::index(f))
                 .fold(0, |bits, i| bits | 1 << i),
         )
     }
@@ -123,10 +123,7 @@ impl Stub for EndpointSlice {
 
     fn identity(&self) -> Self::Identity {
         (
-            FAMILIES
-                .iter()
-                .position(|f| *f == self.address_type)
-                .and_then(|i| u8::try_from(i).ok()),
+            changes::index(&self.address_type).and_then(|i| u8::try_from(i).ok()),
             self.metadata
                 .labels
                 .as_ref()
