@@ -314,7 +314,7 @@ impl NetlinkSocket {
         msg.header.flags |= NLM_F_REQUEST | NLM_F_ACK;
         msg.header.sequence_number = seq;
         msg.finalize();
-        let mut out = vec![0; msg.buffer_len()];
+        let mut out = vec![0; msg.header.length as usize];
         msg.serialize(&mut out);
         self.send(&out)?;
         let mut data = Vec::new();
@@ -429,7 +429,7 @@ impl NetlinkSocket {
                 msg.header.sequence_number = seq;
                 msg.finalize();
                 let start = out.len();
-                out.resize(start + msg.buffer_len(), 0);
+                out.resize(start + msg.header.length as usize, 0);
                 msg.serialize(&mut out[start..]);
                 in_flight.insert(seq, (index, Ok(Vec::new())));
             }
