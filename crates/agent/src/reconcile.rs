@@ -361,6 +361,8 @@ impl<D: Dataplane> Reconciler<D> {
         }
         // Every virtual server has been dumped (or deleted) by now.
         self.end_drains_not_in_kernel(&BTreeSet::new());
+        // The cache was filled a virtual server at a time.
+        self.observed.pack();
         let ResyncRun {
             mut report,
             outcomes,

@@ -45,7 +45,16 @@ impl Intent {
         for (entry, state) in desired.streams {
             intent.replace(entry, Some(state));
         }
+        intent.pack();
         intent
+    }
+
+    /// Packs the maps a whole desired state filled one owner at a time into
+    /// full nodes ([`crate::dense`]).
+    fn pack(&mut self) {
+        crate::dense::pack(&mut self.services);
+        crate::dense::pack(&mut self.owners);
+        crate::dense::pack(&mut self.address_users);
     }
 
     /// Indexes a whole desired state that follows `previous`: the keys

@@ -19,10 +19,12 @@
 //! - [`plan`]: the operations ([`op`]) that turn one into the other.
 //! - [`udp_flows`]: which UDP flows each frontend's endpoints may answer,
 //!   for the conntrack clean-up.
-//! - [`vec_map`]: the sorted-vector map the per-Service state is kept in.
+//! - [`vec_map`]: the sorted-vector map the per-Service state is kept in;
+//!   [`dense`]: packing the large maps once they are built.
 
 pub mod changed;
 pub mod config;
+pub mod dense;
 pub mod desired;
 pub mod health_check;
 pub mod intent;

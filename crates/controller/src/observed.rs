@@ -93,6 +93,13 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// Packs the maps a sync filled one virtual server and address at a
+    /// time into full nodes ([`crate::dense`]).
+    pub fn pack(&mut self) {
+        crate::dense::pack(&mut self.virtual_servers);
+        crate::dense::pack_set(&mut self.addresses);
+    }
+
     /// Builds the observed state from one dump of services with their
     /// destinations and one listing of the dummy interface's addresses.
     pub fn from_dump(

@@ -86,6 +86,13 @@ impl Snapshot {
     pub fn prune(&mut self) {
         self.names.prune();
     }
+
+    /// Packs the Services' map, filled one listed object at a time, into
+    /// full nodes ([`crate::dense`]).
+    pub fn pack(&mut self) {
+        crate::dense::pack(&mut self.services);
+    }
+
     /// An empty snapshot.
     pub fn new() -> Self {
         Snapshot::default()

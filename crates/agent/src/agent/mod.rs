@@ -313,6 +313,8 @@ impl<D: Dataplane> Agent<D> {
     /// dump, repair.
     async fn map_and_sync(&mut self) -> Result<SyncReport, DataplaneError> {
         self.pending = Changed::default();
+        // The listing filled the snapshot one object at a time.
+        self.writer.snapshot_mut().pack();
         let desired = desired(self.writer.snapshot(), &self.config);
         self.skips.begin_full();
         self.skips.record(
@@ -408,8 +410,10 @@ impl<D: Dataplane> Agent<D> {
                 tracing::warn!(%what, "kernel state the agent owns had changed; put back");
             }
         }
-        // What only a relist pruned before: names no object uses any more.
+        // What only a relist pruned before: names no object uses any more;
+        // and the nodes the changes since split, packed.
         self.writer.snapshot_mut().prune();
+        self.writer.snapshot_mut().pack();
         self.families =
             changes::served_families(self.reconciler.intent(), self.writer.snapshot().node());
         for family in &self.families {
