@@ -60,7 +60,7 @@ pub use plan::{plan, Draining, Extent, Plan, PlanConfig};
 pub use service::{valid_label_value, PortInfo, ServiceInfo, SERVICE_PROXY_NAME_LABEL};
 pub use service_ref::{ConfigMapRef, Owner, ServiceRef, SliceRef, StreamEntryRef, StreamKind};
 pub use skip::{SkipKind, SkipReason, Skipped};
-pub use slice::{EndpointInfo, SliceInfo, SlicePort};
+pub use slice::{EndpointInfo, Hints, SliceInfo, SlicePort};
 pub use snapshot::{Changed, Snapshot};
 pub use state::{
     DesiredState, DesiredVirtualServer, ServiceState, TrafficPolicy, VirtualServerKind,

@@ -128,11 +128,11 @@ fn mode<'a>(candidates: &Candidates<'_>, topology: Topology<'a>) -> Mode<'a> {
         ready.iter().all(|e| !hints(e).is_empty())
             && ready.iter().any(|e| hints(e).iter().any(|h| &**h == name))
     };
-    if hinted(|e| &e.nodes, topology.node) {
+    if hinted(EndpointInfo::nodes, topology.node) {
         return Mode::SameNode(topology.node);
     }
     match topology.zone {
-        Some(zone) if hinted(|e| &e.zones, zone) => Mode::SameZone(zone),
+        Some(zone) if hinted(EndpointInfo::zones, zone) => Mode::SameZone(zone),
         _ => Mode::All,
     }
 }
@@ -140,8 +140,8 @@ fn mode<'a>(candidates: &Candidates<'_>, topology: Topology<'a>) -> Mode<'a> {
 fn available(e: &EndpointInfo, mode: Mode<'_>) -> bool {
     match mode {
         Mode::All => true,
-        Mode::SameNode(node) => e.nodes.iter().any(|h| &**h == node),
-        Mode::SameZone(zone) => e.zones.iter().any(|h| &**h == zone),
+        Mode::SameNode(node) => e.nodes().iter().any(|h| &**h == node),
+        Mode::SameZone(zone) => e.zones().iter().any(|h| &**h == zone),
     }
 }
 

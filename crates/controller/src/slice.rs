@@ -54,10 +54,30 @@ pub struct EndpointInfo {
     /// `nodeName`. Node names repeat across endpoints, so the snapshot
     /// shares one allocation per name.
     pub node: Option<Arc<str>>,
+    /// Its topology hints, if it has any: most endpoints have none, and a
+    /// hundred thousand are held at once, so they take one pointer here.
+    pub hints: Option<Box<Hints>>,
+}
+
+/// An endpoint's topology hints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hints {
     /// `hints.forZones[].name`.
     pub zones: Box<[Arc<str>]>,
     /// `hints.forNodes[].name` (traffic distribution `PreferSameNode`).
     pub nodes: Box<[Arc<str>]>,
+}
+
+impl EndpointInfo {
+    /// `hints.forZones[].name`.
+    pub fn zones(&self) -> &[Arc<str>] {
+        self.hints.as_deref().map_or(&[], |h| &h.zones)
+    }
+
+    /// `hints.forNodes[].name`.
+    pub fn nodes(&self) -> &[Arc<str>] {
+        self.hints.as_deref().map_or(&[], |h| &h.nodes)
+    }
 }
 
 /// Node and zone names, one shared allocation each: thousands of endpoints
@@ -209,13 +229,13 @@ fn endpoint(
             None
         }
     };
-    let zones = hints
+    let zones: Box<[Arc<str>]> = hints
         .and_then(|h| h.for_zones.as_ref())
         .into_iter()
         .flatten()
         .filter_map(|z| hint("hints.forZones[].name", &z.name, valid_zone_name))
         .collect();
-    let nodes = hints
+    let nodes: Box<[Arc<str>]> = hints
         .and_then(|h| h.for_nodes.as_ref())
         .into_iter()
         .flatten()
@@ -227,8 +247,7 @@ fn endpoint(
         serving: conditions.and_then(|c| c.serving).unwrap_or(true),
         terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
         node: e.node_name.as_deref().map(|n| names.get(n)),
-        zones,
-        nodes,
+        hints: (!zones.is_empty() || !nodes.is_empty()).then(|| Box::new(Hints { zones, nodes })),
     })
 }
 

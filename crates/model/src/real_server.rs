@@ -18,7 +18,7 @@ pub enum ForwardMethod {
     /// `IP_VS_CONN_F_DROUTE` (3): direct routing.
     DirectRoute,
     /// `IP_VS_CONN_F_BYPASS` (4) or anything else.
-    Other(u32),
+    Other(u8),
 }
 
 impl ForwardMethod {
@@ -29,13 +29,14 @@ impl ForwardMethod {
             ForwardMethod::Local => 1,
             ForwardMethod::Tunnel => 2,
             ForwardMethod::DirectRoute => 3,
-            ForwardMethod::Other(n) => n,
+            ForwardMethod::Other(n) => u32::from(n),
         }
     }
 
     /// The method for a kernel value (only the forward bits are read).
     pub fn from_number(n: u32) -> Self {
-        match n & 0x7 {
+        // The low byte's forward bits: the value fits the byte.
+        match n.to_le_bytes()[0] & 0x7 {
             0 => ForwardMethod::Masquerade,
             1 => ForwardMethod::Local,
             2 => ForwardMethod::Tunnel,
