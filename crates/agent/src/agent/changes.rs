@@ -135,8 +135,12 @@ impl PendingChanges {
     /// A sync programmed every pending change.
     pub(crate) fn synced(&mut self, metrics: &Metrics) {
         for (i, family) in FAMILIES.iter().enumerate() {
-            self.services[i].clear();
-            self.endpoints[i].clear();
+            // The initial listing changes every Service: a table sized for
+            // all of them is not kept for the few that change later.
+            for set in [&mut self.services[i], &mut self.endpoints[i]] {
+                set.clear();
+                set.shrink_to(64);
+            }
             if self.seen[i] {
                 metrics
                     .service_changes_pending
