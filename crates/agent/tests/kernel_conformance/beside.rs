@@ -192,6 +192,73 @@ fn a_node_address_as_external_ip_is_served_and_nothing_else_changes() {
     agent.stop();
 }
 
+/// `pkg/proxy/ipvs/proxier.go` `syncProxyRules` lists the node's addresses
+/// on every sync (`nodePortAddresses.GetNodeIPs`) and makes a NodePort
+/// virtual server on each: an address added to the node while the proxy
+/// runs is served from its next sync, and one taken away loses its virtual
+/// servers. kube-ipvs lists them at every periodic resync (one listing
+/// for them and the dummy interface's addresses): an outside client
+/// reaches the pod through the new address after a resync, and the
+/// virtual server goes with the address, the others staying.
+#[test]
+#[ignore = "needs root and IPVS: run in the VM"]
+fn a_node_address_added_while_running_serves_node_ports_from_the_next_resync() {
+    const ADDED: &str = "192.168.100.9";
+    lab();
+    reset_kernel();
+    sh(&format!(
+        "ip addr del {ADDED}/24 dev client-host 2>/dev/null || true"
+    ));
+    let dir = Manifests::new("conformance-node-address-added");
+    let port = [("http", "TCP", 8080, 30095)];
+    dir.write(
+        "np.json",
+        &list(vec![
+            service("np", "NodePort", "10.96.2.5", &port, json!({}), json!({})),
+            slice("np", &[HTTP], &[("10.244.1.2", "node-1", true)], json!({})),
+        ]),
+    );
+    let agent = Agent::start(
+        &dir.dir,
+        &[
+            "--nodeport-addresses",
+            "192.168.100.0/24",
+            "--ipvs-sync-period",
+            "3s",
+        ],
+    );
+    agent.wait_ready();
+    let served_at = |address: &str| matches!(tcp("client", address, 30095), Answer::From { ref pod, .. } if pod == "p1");
+    assert!(served_at(NODE), "the NodePort on the node's address");
+    assert!(
+        !served_at(ADDED),
+        "nothing on an address the node does not have"
+    );
+
+    sh(&format!("ip addr add {ADDED}/24 dev client-host"));
+    crate::support::wait_until(
+        "the NodePort served on the added address",
+        std::time::Duration::from_secs(30),
+        || served_at(ADDED),
+    );
+    let listed = sh("ipvsadm -Sn");
+    assert!(listed.contains(&format!("{ADDED}:30095")), "{listed}");
+    let bound = sh("ip -o addr show dev kube-ipvs0");
+    assert!(
+        !bound.contains(ADDED),
+        "a node address is not bound: {bound}"
+    );
+
+    sh(&format!("ip addr del {ADDED}/24 dev client-host"));
+    crate::support::wait_until(
+        "the added address's virtual server gone with it",
+        std::time::Duration::from_secs(30),
+        || !sh("ipvsadm -Sn").contains(&format!("{ADDED}:30095")),
+    );
+    assert!(served_at(NODE), "the node's other address still served");
+    agent.stop();
+}
+
 /// The UDP conntrack entries of the Service's flows, as `(client port,
 /// reply source)`: who answers each flow now.
 fn udp_flows_to(vip: &str) -> Vec<(u16, String)> {
