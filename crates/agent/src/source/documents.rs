@@ -21,9 +21,18 @@ use super::manifest::{Common, FileError, FileSkipReason, Manifest};
 /// The documents of a YAML text, read line by line.
 pub(crate) struct Documents<R> {
     reader: R,
+    /// The document being read: its bytes, one buffer for every document
+    /// of the file (checked as UTF-8 once a document, not once a line).
+    text: Vec<u8>,
     /// The marker line that started the next document, if one did.
-    carry: Option<String>,
+    carry: Option<Vec<u8>>,
     eof: bool,
+}
+
+/// A document's text, and whether it is the text's last.
+pub(crate) struct Document<'a> {
+    pub text: &'a str,
+    pub last: bool,
 }
 
 impl<R: BufRead> Documents<R> {
@@ -31,6 +40,7 @@ impl<R: BufRead> Documents<R> {
     pub fn new(reader: R) -> Self {
         Documents {
             reader,
+            text: Vec::new(),
             carry: None,
             eof: false,
         }
@@ -41,49 +51,75 @@ impl<R: BufRead> Documents<R> {
         self.eof && self.carry.is_none()
     }
 
-    /// The next document's text, `None` at the end. Documents with nothing
-    /// but comments and blank lines are passed over.
-    pub fn next_document(&mut self) -> std::io::Result<Option<String>> {
+    /// The next document, `None` at the end. Documents with nothing but
+    /// comments and blank lines are passed over. A document that is not
+    /// UTF-8 is an error, as a line that is not would be.
+    pub fn next_document(&mut self) -> std::io::Result<Option<Document<'_>>> {
         loop {
             if self.at_end() {
                 return Ok(None);
             }
-            let mut text = self.carry.take().unwrap_or_default();
-            let mut content = is_content(&text);
-            let mut line = String::new();
+            self.text.clear();
+            if let Some(carry) = self.carry.take() {
+                self.text.extend_from_slice(&carry);
+            }
+            let mut content = is_content(&self.text);
             loop {
-                line.clear();
-                if self.reader.read_line(&mut line)? == 0 {
+                let start = self.text.len();
+                if self.reader.read_until(b'\n', &mut self.text)? == 0 {
                     self.eof = true;
                     break;
                 }
-                if marker(&line, "---") {
-                    self.carry = Some(std::mem::take(&mut line));
+                let line = &self.text[start..];
+                if marker(line, b"---") {
+                    self.carry = Some(line.to_vec());
+                    self.text.truncate(start);
                     break;
                 }
-                if marker(&line, "...") {
+                if marker(line, b"...") {
+                    self.text.truncate(start);
                     break;
                 }
-                content |= is_content(&line);
-                text.push_str(&line);
+                content |= is_content(line);
             }
             if content {
-                return Ok(Some(text));
+                let text = std::str::from_utf8(&self.text)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                let last = self.eof && self.carry.is_none();
+                return Ok(Some(Document { text, last }));
             }
         }
     }
 }
 
-/// Whether `line` is the document marker `mark`.
-fn marker(line: &str, mark: &str) -> bool {
+/// Whether `line` is the document marker `mark`: the mark, then the line's
+/// end or whitespace.
+fn marker(line: &[u8], mark: &[u8]) -> bool {
     line.strip_prefix(mark)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+        .is_some_and(|rest| match rest.first() {
+            None => true,
+            Some(&b) if b.is_ascii() => char::from(b).is_whitespace(),
+            Some(_) => rest
+                .utf8_chunks()
+                .next()
+                .and_then(|chunk| chunk.valid().chars().next())
+                .is_some_and(char::is_whitespace),
+        })
 }
 
 /// Whether a line (or the rest of a `---` line) says anything.
-fn is_content(line: &str) -> bool {
-    let line = line.strip_prefix("---").unwrap_or(line).trim();
-    !line.is_empty() && !line.starts_with('#')
+fn is_content(line: &[u8]) -> bool {
+    let line = line.strip_prefix(b"---").unwrap_or(line);
+    if line.is_ascii() {
+        let line = line.trim_ascii();
+        return !line.is_empty() && line[0] != b'#';
+    }
+    // Another whitespace than ASCII's is blank too; bytes that are not
+    // UTF-8 are content (the document's read then fails on them).
+    std::str::from_utf8(line).map_or(true, |line| {
+        let line = line.trim();
+        !line.is_empty() && !line.starts_with('#')
+    })
 }
 
 /// One document parsed, with its place in the file.
@@ -146,8 +182,8 @@ impl FileReader {
                 (value.map(Read::Value).map_err(|e| e.to_string()), None)
             }
             FileReader::Yaml { documents, next } => {
-                let text = match documents.next_document() {
-                    Ok(Some(text)) => text,
+                let document = match documents.next_document() {
+                    Ok(Some(document)) => document,
                     Ok(None) => return None,
                     Err(e) => {
                         // The rest of the file cannot be read.
@@ -161,8 +197,8 @@ impl FileReader {
                 };
                 let index = *next;
                 *next += 1;
-                let single = index == 0 && documents.at_end();
-                (parse_yaml(&text), (!single).then_some(index))
+                let single = index == 0 && document.last;
+                (parse_yaml(document.text), (!single).then_some(index))
             }
         };
         let mut parsed = Parsed {
@@ -217,7 +253,7 @@ pub fn parse_text(path: &Path, text: &str) -> (Manifest, Vec<FileError>) {
         let mut documents = Documents::new(text.as_bytes());
         let mut index = 0;
         while let Ok(Some(document)) = documents.next_document() {
-            add(parse_yaml(&document), Some(index));
+            add(parse_yaml(document.text), Some(index));
             index += 1;
         }
     }
@@ -271,7 +307,7 @@ mod tests {
 
     fn split(text: &str) -> Vec<String> {
         let mut docs = documents_of(text.as_bytes());
-        std::iter::from_fn(|| docs.next_document().unwrap()).collect()
+        std::iter::from_fn(|| docs.next_document().unwrap().map(|d| d.text.to_owned())).collect()
     }
 
     #[test]
@@ -284,6 +320,22 @@ mod tests {
         assert_eq!(split("--- {a: 1}\n---x: 2\n"), ["--- {a: 1}\n---x: 2\n"]);
         assert!(split("").is_empty());
         assert!(split("# nothing\n---\n").is_empty());
+    }
+
+    #[test]
+    fn reads_as_a_line_by_line_string_reader_did() {
+        // A marker followed by any whitespace; a line of other whitespace
+        // is blank.
+        assert_eq!(
+            split("a: 1\n---\u{a0}\nb: 2\n\u{3000}\n---\n\u{2003}\n"),
+            ["a: 1\n", "---\u{a0}\nb: 2\n\u{3000}\n"]
+        );
+        // Bytes that are not UTF-8: the document is an error, as its line
+        // was.
+        let mut docs = documents_of(&b"a: 1\n---\nb: \xff\n"[..]);
+        assert_eq!(docs.next_document().unwrap().unwrap().text, "a: 1\n");
+        let e = docs.next_document().err().expect("not UTF-8");
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
     }
 
     #[test]
