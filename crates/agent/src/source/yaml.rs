@@ -465,7 +465,9 @@ fn inline(text: &str, depth: usize) -> Option<Node<'_>> {
 /// else. `None` for the rest (floats, `yes`, octal, dates...).
 fn plain(s: &str) -> Option<Node<'_>> {
     let first = s.chars().next()?;
-    if s.chars().any(char::is_control) {
+    // A byte at a time; characters decoded only past ASCII.
+    if s.bytes().any(|b| b.is_ascii_control()) || (!s.is_ascii() && s.chars().any(char::is_control))
+    {
         return None;
     }
     match s {
