@@ -273,6 +273,7 @@ fn object<K: k8s_openapi::Resource + DeserializeOwned + Trim>(
         tracing::debug!(kind, name = ?meta.get("name"), label, "not this proxy's object");
         return Ok(None);
     }
+    super::trim::unread_meta_of_value(&mut document);
     let mut object: K = serde_json::from_value(document)
         .map_err(|e| (FileSkipReason::Parse, format!("{kind}: {e}")))?;
     object.trim();
@@ -283,7 +284,7 @@ fn object<K: k8s_openapi::Resource + DeserializeOwned + Trim>(
 /// `Some(None)` for an object with an excluding label, `None` where
 /// [`object`] would fail, or might say something else (a namespace that is
 /// not a string, which it replaces).
-fn typed<K>(node: yaml::Node<'_>) -> Option<Option<K>>
+fn typed<K>(mut node: yaml::Node<'_>) -> Option<Option<K>>
 where
     K: k8s_openapi::Resource + kube::Resource + DeserializeOwned + Trim,
 {
@@ -303,6 +304,7 @@ where
     {
         return Some(None);
     }
+    super::trim::unread_meta_of_node(&mut node);
     let mut object = K::deserialize(node).ok()?;
     if <K as k8s_openapi::Resource>::KIND != "Node" {
         let namespace = &mut object.meta_mut().namespace;
@@ -557,6 +559,21 @@ spec:
             ("apiVersion: v1\nkind: Service\nmetadata: {name: &a web}\n".to_owned(), false),
             (
                 "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints:\n- addresses: [10.0.0.1]\n  conditions: {ready: true}\n  nodeName: n1\n  targetRef: {kind: Pod, name: p}\nports: [{port: 8080}]\n".to_owned(),
+                true,
+            ),
+            // The fields trimming drops are never read, nor checked.
+            (
+                SERVICE.replace(
+                    "  labels: {app: web}\n",
+                    "  labels: {app: web}\n  managedFields:\n  - manager: kubectl\n    fieldsV1:\n      f:spec: {}\n  annotations: {kubectl.kubernetes.io/last-applied-configuration: '{}', a: b}\n",
+                ),
+                true,
+            ),
+            (
+                SERVICE.replace(
+                    "  labels: {app: web}\n",
+                    "  labels: {app: web}\n  managedFields: not a list\n  annotations: {kubectl.kubernetes.io/last-applied-configuration: [1]}\n",
+                ),
                 true,
             ),
             (

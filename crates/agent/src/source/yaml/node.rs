@@ -61,6 +61,25 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// The value at `key` of a mapping, to change.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node<'a>> {
+        match self {
+            Node::Map(entries) => entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Takes the entry at `key` out of a mapping.
+    pub fn remove(&mut self, key: &str) -> Option<Node<'a>> {
+        match self {
+            Node::Map(entries) => {
+                let i = entries.iter().position(|(k, _)| k == key)?;
+                Some(entries.remove(i).1)
+            }
+            _ => None,
+        }
+    }
+
     /// The string, when this is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {
