@@ -40,7 +40,9 @@ impl<R: BufRead> Documents<R> {
     pub fn new(reader: R) -> Self {
         Documents {
             reader,
-            text: Vec::new(),
+            // Room for a typical document from the start (a realistic
+            // Service or EndpointSlice is 2-4 KiB), not grown by doubling.
+            text: Vec::with_capacity(8 << 10),
             carry: None,
             eof: false,
         }
