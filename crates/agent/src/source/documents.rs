@@ -109,18 +109,22 @@ fn marker(line: &[u8], mark: &[u8]) -> bool {
         })
 }
 
-/// Whether a line (or the rest of a `---` line) says anything.
+/// Whether a line (or the rest of a `---` line) says anything: its first
+/// character that is not whitespace is there and is not `#`.
 fn is_content(line: &[u8]) -> bool {
     let line = line.strip_prefix(b"---").unwrap_or(line);
     if line.is_ascii() {
-        let line = line.trim_ascii();
-        return !line.is_empty() && line[0] != b'#';
+        return line
+            .iter()
+            .find(|&&b| !char::from(b).is_whitespace())
+            .is_some_and(|&b| b != b'#');
     }
-    // Another whitespace than ASCII's is blank too; bytes that are not
-    // UTF-8 are content (the document's read then fails on them).
+    // Bytes that are not UTF-8 are content (the document's read then fails
+    // on them).
     std::str::from_utf8(line).map_or(true, |line| {
-        let line = line.trim();
-        !line.is_empty() && !line.starts_with('#')
+        line.chars()
+            .find(|c| !c.is_whitespace())
+            .is_some_and(|c| c != '#')
     })
 }
 
@@ -327,9 +331,9 @@ mod tests {
     #[test]
     fn reads_as_a_line_by_line_string_reader_did() {
         // A marker followed by any whitespace; a line of other whitespace
-        // is blank.
+        // (a vertical tab is one) is blank.
         assert_eq!(
-            split("a: 1\n---\u{a0}\nb: 2\n\u{3000}\n---\n\u{2003}\n"),
+            split("a: 1\n---\u{a0}\nb: 2\n\u{3000}\n---\n\u{2003}\n---\n\x0b\n"),
             ["a: 1\n", "---\u{a0}\nb: 2\n\u{3000}\n"]
         );
         // Bytes that are not UTF-8: the document is an error, as its line
