@@ -371,6 +371,9 @@ impl<D: Dataplane> Agent<D> {
                 if self.pending.all {
                     return self.map_and_sync().await.map(Some);
                 }
+                // The changes since the last full sync split some of the
+                // snapshot's nodes (a full mapping packs it itself).
+                self.writer.snapshot_mut().pack();
                 Ok(None)
             }
             Err(e) => self.full_sync_ended(Err(e)).map(Some),
@@ -410,10 +413,8 @@ impl<D: Dataplane> Agent<D> {
                 tracing::warn!(%what, "kernel state the agent owns had changed; put back");
             }
         }
-        // What only a relist pruned before: names no object uses any more;
-        // and the nodes the changes since split, packed.
+        // What only a relist pruned before: names no object uses any more.
         self.writer.snapshot_mut().prune();
-        self.writer.snapshot_mut().pack();
         self.families =
             changes::served_families(self.reconciler.intent(), self.writer.snapshot().node());
         for family in &self.families {
