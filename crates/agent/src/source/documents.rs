@@ -85,9 +85,9 @@ impl<R: BufRead> Documents<R> {
                 content |= is_content(line);
             }
             if content {
+                let last = self.at_end();
                 let text = std::str::from_utf8(&self.text)
                     .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-                let last = self.eof && self.carry.is_none();
                 return Ok(Some(Document { text, last }));
             }
         }
@@ -97,34 +97,24 @@ impl<R: BufRead> Documents<R> {
 /// Whether `line` is the document marker `mark`: the mark, then the line's
 /// end or whitespace.
 fn marker(line: &[u8], mark: &[u8]) -> bool {
-    line.strip_prefix(mark)
-        .is_some_and(|rest| match rest.first() {
-            None => true,
-            Some(&b) if b.is_ascii() => char::from(b).is_whitespace(),
-            Some(_) => rest
+    line.strip_prefix(mark).is_some_and(|rest| {
+        rest.is_empty()
+            || rest
                 .utf8_chunks()
                 .next()
                 .and_then(|chunk| chunk.valid().chars().next())
-                .is_some_and(char::is_whitespace),
-        })
+                .is_some_and(char::is_whitespace)
+    })
 }
 
 /// Whether a line (or the rest of a `---` line) says anything: its first
-/// character that is not whitespace is there and is not `#`.
+/// character that is not whitespace is there and is not `#`. Bytes that
+/// are not UTF-8 are content (the document's read then fails
+/// on them).
 fn is_content(line: &[u8]) -> bool {
     let line = line.strip_prefix(b"---").unwrap_or(line);
-    if line.is_ascii() {
-        return line
-            .iter()
-            .find(|&&b| !char::from(b).is_whitespace())
-            .is_some_and(|&b| b != b'#');
-    }
-    // Bytes that are not UTF-8 are content (the document's read then fails
-    // on them).
     std::str::from_utf8(line).map_or(true, |line| {
-        line.chars()
-            .find(|c| !c.is_whitespace())
-            .is_some_and(|c| c != '#')
+        line.trim_start().chars().next().is_some_and(|c| c != '#')
     })
 }
 
