@@ -334,6 +334,7 @@ impl DirWatch {
                         &reading.path,
                         &mut reading.keys,
                         parsed.manifest,
+                        parsed.print,
                         self.listing,
                     );
                     for error in parsed.errors {

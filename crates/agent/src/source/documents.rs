@@ -11,11 +11,12 @@
 //! with `---` or `...` followed by a space or the line's end inside any
 //! scalar (the spec's `c-forbidden`), so such a line always ends a document.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read as _};
 use std::path::Path;
 
 use serde_json::Value;
 
+use super::index::fingerprint;
 use super::manifest::{Common, FileError, FileSkipReason, Manifest};
 
 /// The documents of a YAML text, read line by line.
@@ -127,6 +128,8 @@ pub(crate) struct Parsed {
     pub errors: Vec<FileError>,
     /// Whether the text was not YAML or JSON at all.
     pub syntax: bool,
+    /// The fingerprint of the document's text ([`fingerprint`]).
+    pub print: u64,
 }
 
 /// A manifest file being read, document by document.
@@ -171,10 +174,21 @@ impl FileReader {
             reason,
             message,
         };
+        let print;
         let (value, document) = match self {
             FileReader::Json(file) => {
-                let file = file.take()?;
-                let value = serde_json::from_reader::<_, Value>(BufReader::new(file));
+                let mut text = Vec::new();
+                if let Err(e) = file.take()?.read_to_end(&mut text) {
+                    return Some(Parsed {
+                        manifest: Manifest::default(),
+                        errors: vec![error(None, FileSkipReason::Read, e.to_string())],
+                        syntax: true,
+                        // No objects to fingerprint.
+                        print: 0,
+                    });
+                }
+                print = fingerprint(&text);
+                let value = serde_json::from_slice::<Value>(&text);
                 (value.map(Read::Value).map_err(|e| e.to_string()), None)
             }
             FileReader::Yaml { documents, next } => {
@@ -188,9 +202,12 @@ impl FileReader {
                             manifest: Manifest::default(),
                             errors: vec![error(None, FileSkipReason::Read, e.to_string())],
                             syntax: true,
+                            // No objects to fingerprint.
+                            print: 0,
                         });
                     }
                 };
+                print = fingerprint(document.text.as_bytes());
                 let index = *next;
                 *next += 1;
                 let single = index == 0 && document.last;
@@ -201,6 +218,7 @@ impl FileReader {
             manifest: Manifest::default(),
             errors: Vec::new(),
             syntax: false,
+            print,
         };
         match value {
             Ok(read) => {
@@ -342,5 +360,32 @@ mod tests {
         let mut docs = documents_of("a: 1\n---\nb: 2\n".as_bytes());
         docs.next_document().unwrap();
         assert!(!docs.at_end());
+    }
+
+    /// The fingerprints of a file's documents, read with [`FileReader`].
+    fn prints(path: &Path) -> Vec<u64> {
+        let mut reader = FileReader::open(path).unwrap().unwrap();
+        std::iter::from_fn(|| reader.next(path).map(|p| p.print)).collect()
+    }
+
+    #[test]
+    fn a_document_is_fingerprinted_by_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("a.yaml");
+        let (one, two, three) = ("a: 1\n", "---\nb: 2\n", "---\nc: 3\n");
+        std::fs::write(&yaml, [one, two, three].concat()).unwrap();
+        let before = prints(&yaml);
+        assert_eq!(before.len(), 3);
+        assert_eq!(before[0], fingerprint(one.as_bytes()));
+        // The middle document edited: the others keep their prints.
+        std::fs::write(&yaml, [one, "---\nb: 20\n", three].concat()).unwrap();
+        let after = prints(&yaml);
+        assert_eq!((after[0], after[2]), (before[0], before[2]));
+        assert_ne!(after[1], before[1]);
+        // A JSON file is one document: its whole text.
+        let json = dir.path().join("b.json");
+        let text = r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}}"#;
+        std::fs::write(&json, text).unwrap();
+        assert_eq!(prints(&json), [fingerprint(text.as_bytes())]);
     }
 }

@@ -2,11 +2,13 @@
 //! re-read alone and only the objects that really changed become events.
 //!
 //! The index keeps no objects: per object and file a fingerprint of the
-//! object as the agent reads it (trimmed), and the few fields a `Delete`
-//! event needs ([`Stub`]). The objects themselves go to the snapshot as
-//! events and are dropped there once converted. A re-read file's objects
-//! are fingerprinted as they are parsed; those with the fingerprint they
-//! had are unchanged and make no event.
+//! text the object was read from (its document's), and the few fields a
+//! `Delete` event needs ([`Stub`]). The objects themselves go to the
+//! snapshot as events and are dropped there once converted. A re-read
+//! file's documents are fingerprinted as they are read; the objects of a
+//! document whose text is the one they came from are unchanged and make no
+//! event. An edit of what the agent does not read (a comment, a label)
+//! makes an event of the object as it was, which maps to nothing new.
 //!
 //! When two files hold the same object (kind, namespace and name), the file
 //! whose path sorts last wins, as if the files were applied in order. When
@@ -68,27 +70,17 @@ pub(crate) trait Stub: Sized {
     fn stub(key: &ObjectKey, identity: &Self::Identity) -> Self;
 }
 
-/// A fingerprint of an object's content, from its JSON form. Two versions
-/// with the same fingerprint are taken as the same. Never [`UNKNOWN`].
+/// The fingerprint of a document's text, for the objects read from it. Two
+/// versions with the same fingerprint are taken as the same. Never
+/// [`UNKNOWN`].
 ///
-/// The JSON goes to a buffer and is hashed in one call: hashing each token
-/// as the serializer writes it cost more than the serializing.
-pub(crate) fn fingerprint<T: serde::Serialize>(object: &T) -> u64 {
-    thread_local! {
-        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    BUFFER.with_borrow_mut(|buffer| {
-        buffer.clear();
-        // Serializing a typed object into memory does not fail.
-        drop(serde_json::to_writer(&mut *buffer, object));
-        let mut hasher = std::hash::DefaultHasher::new();
-        hasher.write(buffer);
-        // A large object's buffer is not kept for the rest of the run.
-        if buffer.capacity() > 1 << 16 {
-            *buffer = Vec::new();
-        }
-        hasher.finish().max(UNKNOWN + 1)
-    })
+/// The text as read, not the objects as typed: serializing each typed
+/// object to JSON to hash it was a twentieth of the directory source's
+/// user CPU on a cold sync, more than the hashing.
+pub(crate) fn fingerprint(text: &[u8]) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    hasher.write(text);
+    hasher.finish().max(UNKNOWN + 1)
 }
 
 /// The fingerprint of a version not known: the next read of its file
@@ -146,7 +138,7 @@ pub(crate) struct FileKeys {
     new: Vec<ObjectKey>,
 }
 
-impl<K: Stub + ResourceExt + serde::Serialize> Index<K> {
+impl<K: Stub + ResourceExt> Index<K> {
     /// Starts reading `file` again.
     pub fn begin(&mut self, file: &Path) -> FileKeys {
         FileKeys {
@@ -155,11 +147,17 @@ impl<K: Stub + ResourceExt + serde::Serialize> Index<K> {
         }
     }
 
-    /// Records `object` as read from `file`; gives it back when it changes
-    /// what wins (a new object, a new version, a version that now wins).
-    pub fn put(&mut self, file: &Arc<Path>, keys: &mut FileKeys, object: K) -> Option<K> {
+    /// Records `object` as read from `file`, from a document of fingerprint
+    /// `print`; gives it back when it changes what wins (a new object, a
+    /// new version, a version that now wins).
+    pub fn put(
+        &mut self,
+        file: &Arc<Path>,
+        keys: &mut FileKeys,
+        object: K,
+        print: u64,
+    ) -> Option<K> {
         let key = key(&object);
-        let print = fingerprint(&object);
         let versions = self.versions.entry(key.clone()).or_default();
         keys.new.push(key);
         let at = versions.binary_search_by(|v| (*v.file).cmp(&**file));
@@ -285,7 +283,10 @@ mod tests {
         let mut keys = index.begin(&file);
         let mut out: Vec<String> = objects
             .into_iter()
-            .filter_map(|o| index.put(&file, &mut keys, o))
+            .filter_map(|o| {
+                let print = fingerprint(&serde_json::to_vec(&o).unwrap());
+                index.put(&file, &mut keys, o, print)
+            })
             .map(|o| format!("apply {}", o.name_any()))
             .collect();
         let finished = index.finish(&file, keys, true);
@@ -334,7 +335,7 @@ mod tests {
         let file: Arc<Path> = Path::new("/d/a.yaml").into();
         read(&mut index, "/d/a.yaml", vec![svc("x", "1"), svc("y", "1")]);
         let mut keys = index.begin(&file);
-        assert!(index.put(&file, &mut keys, svc("x", "2")).is_some());
+        assert!(index.put(&file, &mut keys, svc("x", "2"), 2).is_some());
         let finished = index.finish(&file, keys, false);
         assert!(finished.deletes.is_empty());
         assert_eq!(

@@ -440,13 +440,15 @@ impl Indexes {
         }
     }
 
-    /// Records one document's objects; returns the events of those that
-    /// changed (`InitApply` while `listing`, else `Apply`), Services first.
+    /// Records one document's objects, its text of fingerprint `print`;
+    /// returns the events of those that changed (`InitApply` while
+    /// `listing`, else `Apply`), Services first.
     pub fn put(
         &mut self,
         path: &Arc<Path>,
         keys: &mut Keys,
         manifest: Manifest,
+        print: u64,
         listing: bool,
     ) -> Vec<SourceEvent> {
         fn wrap<K>(listing: bool) -> impl Fn(K) -> Event<K> {
@@ -460,22 +462,24 @@ impl Indexes {
         }
         let mut events = Vec::new();
         for s in manifest.services {
-            let put = self.services.put(path, &mut keys.services, s);
+            let put = self.services.put(path, &mut keys.services, s, print);
             events.extend(put.map(wrap(listing)).map(SourceEvent::Services));
         }
         for s in manifest.endpoint_slices {
-            let put = self.endpoint_slices.put(path, &mut keys.endpoint_slices, s);
+            let put = self
+                .endpoint_slices
+                .put(path, &mut keys.endpoint_slices, s, print);
             events.extend(put.map(wrap(listing)).map(SourceEvent::EndpointSlices));
         }
         for n in manifest.nodes {
-            let put = self.nodes.put(path, &mut keys.nodes, n);
+            let put = self.nodes.put(path, &mut keys.nodes, n, print);
             events.extend(put.map(wrap(listing)).map(SourceEvent::Node));
         }
         for c in manifest.config_maps {
             if self.kinds_of(&c).next().is_none() {
                 continue;
             }
-            if let Some(c) = self.config_maps.put(path, &mut keys.config_maps, c) {
+            if let Some(c) = self.config_maps.put(path, &mut keys.config_maps, c, print) {
                 events.extend(self.stream_events(wrap(listing)(c)));
             }
         }
