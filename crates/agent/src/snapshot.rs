@@ -22,7 +22,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::HashSet;
 
 use kube_ipvs_controller::{
     node_object_addresses, Changed, ConfigMapRef, ServiceRef, SliceRef, Snapshot, StreamConfig,

@@ -1,6 +1,6 @@
 //! An EndpointSlice, reduced to what the mapping needs.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 

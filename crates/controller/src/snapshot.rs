@@ -7,7 +7,9 @@
 //! mapped again.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashSet, HashSetExt as _};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};

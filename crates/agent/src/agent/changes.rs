@@ -1,7 +1,7 @@
 //! kube-proxy's change metrics: changes seen and pending since the last
 //! sync, per IP family, and which families the node serves.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service;

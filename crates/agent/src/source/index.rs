@@ -16,7 +16,7 @@
 //! that file is named for a re-read ([`Finished::reread`]), and its version
 //! is marked unknown so that the re-read applies it.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt as _, HashSet};
 use std::hash::Hasher;
 use std::path::Path;
 use std::sync::Arc;
