@@ -18,13 +18,13 @@
 //! The writer is the one owner of the relist bookkeeping; the loop and
 //! `plan` read the snapshot it keeps.
 
+use std::collections::BTreeMap;
+
+use foldhash::HashSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
-use std::collections::BTreeMap;
-
-use foldhash::HashSet;
 
 use kube_ipvs_controller::{
     node_object_addresses, Changed, ConfigMapRef, ServiceRef, SliceRef, Snapshot, StreamConfig,

@@ -8,10 +8,9 @@
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
-
-use foldhash::{HashMap, HashSet, HashSetExt as _};
 use std::net::IpAddr;
 
+use foldhash::{HashMap, HashSet, HashSetExt as _};
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 

@@ -1,9 +1,9 @@
 //! kube-proxy's change metrics: changes seen and pending since the last
 //! sync, per IP family, and which families the node serves.
 
-use foldhash::HashSet;
 use std::net::IpAddr;
 
+use foldhash::HashSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::ResourceExt;

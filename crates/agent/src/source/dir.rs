@@ -30,12 +30,11 @@
 //! [`Index`]: super::index::Index
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
-
-use foldhash::{HashMap, HashMapExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use foldhash::{HashMap, HashMapExt as _};
 use futures::stream::{self, Stream, StreamExt};
 use inotify::{EventMask, EventStream, Inotify, WatchMask};
 use kube::runtime::watcher::Event;

@@ -16,11 +16,11 @@
 //! that file is named for a re-read ([`Finished::reread`]), and its version
 //! is marked unknown so that the re-read applies it.
 
-use foldhash::{HashMap, HashMapExt as _, HashSet};
 use std::hash::Hasher;
 use std::path::Path;
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashMapExt as _, HashSet};
 use kube::runtime::watcher::Event;
 use kube::ResourceExt;
 use smallvec::SmallVec;
