@@ -1,9 +1,9 @@
 //! An EndpointSlice, reduced to what the mapping needs.
 
-use foldhash::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use foldhash::HashSet;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use kube_ipvs_model::{AddressFamily, Protocol};
 

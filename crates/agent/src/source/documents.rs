@@ -132,6 +132,19 @@ pub(crate) struct Parsed {
     pub print: u64,
 }
 
+impl Parsed {
+    /// A read that failed: no objects (and nothing to fingerprint), and
+    /// the file incomplete.
+    fn unread(error: FileError) -> Self {
+        Parsed {
+            manifest: Manifest::default(),
+            errors: vec![error],
+            syntax: true,
+            print: 0,
+        }
+    }
+}
+
 /// A manifest file being read, document by document.
 pub(crate) enum FileReader {
     /// A YAML file.
@@ -179,13 +192,11 @@ impl FileReader {
             FileReader::Json(file) => {
                 let mut text = Vec::new();
                 if let Err(e) = file.take()?.read_to_end(&mut text) {
-                    return Some(Parsed {
-                        manifest: Manifest::default(),
-                        errors: vec![error(None, FileSkipReason::Read, e.to_string())],
-                        syntax: true,
-                        // No objects to fingerprint.
-                        print: 0,
-                    });
+                    return Some(Parsed::unread(error(
+                        None,
+                        FileSkipReason::Read,
+                        e.to_string(),
+                    )));
                 }
                 print = fingerprint(&text);
                 let value = serde_json::from_slice::<Value>(&text);
@@ -198,13 +209,11 @@ impl FileReader {
                     Err(e) => {
                         // The rest of the file cannot be read.
                         *documents = Documents::new(BufReader::new(empty_file()?));
-                        return Some(Parsed {
-                            manifest: Manifest::default(),
-                            errors: vec![error(None, FileSkipReason::Read, e.to_string())],
-                            syntax: true,
-                            // No objects to fingerprint.
-                            print: 0,
-                        });
+                        return Some(Parsed::unread(error(
+                            None,
+                            FileSkipReason::Read,
+                            e.to_string(),
+                        )));
                     }
                 };
                 print = fingerprint(document.text.as_bytes());
