@@ -312,10 +312,15 @@ impl Read {
 /// straight into its type, anything else into its value, the text read
 /// once unless a common kind fails typed (the long way then reports it).
 fn parse_yaml(text: &str) -> Result<Read, String> {
-    match super::yaml::block_subset_node(text).map(Manifest::read_common) {
-        Some(Common::Read(typed)) => Ok(Read::Typed(typed)),
-        Some(Common::Other(node)) => Ok(Read::Value(node.into_value())),
-        Some(Common::LongWay) | None => super::yaml::document(text).map(Read::Value),
+    let read =
+        super::yaml::with_block_subset_node(text, |node| match node.map(Manifest::read_common) {
+            Some(Common::Read(typed)) => Some(Read::Typed(typed)),
+            Some(Common::Other(node)) => Some(Read::Value(node.into_value())),
+            Some(Common::LongWay) | None => None,
+        });
+    match read {
+        Some(read) => Ok(read),
+        None => super::yaml::document(text).map(Read::Value),
     }
 }
 

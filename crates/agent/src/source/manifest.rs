@@ -146,10 +146,10 @@ impl Manifest {
     /// a valid object (which [`Self::add`] then reads the long way and
     /// reports). What it returns is what [`Self::add`] would have added.
     pub fn from_common(text: &str) -> Option<Manifest> {
-        match Manifest::read_common(yaml::block_subset_node(text)?) {
+        yaml::with_block_subset_node(text, |node| match Manifest::read_common(node?) {
             Common::Read(manifest) => Some(manifest),
             Common::Other(_) | Common::LongWay => None,
-        }
+        })
     }
 
     /// [`Self::from_common`] of a document the subset reader has read.

@@ -17,7 +17,10 @@
 //! wherever the subset reader answers.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
+use bumpalo::collections::Vec as ArenaVec;
+use bumpalo::Bump;
 use serde_json::Value;
 
 mod node;
@@ -48,11 +51,38 @@ pub fn general(text: &str) -> Result<Value, String> {
 /// it is in the subset described above; `None` when anything is not (the
 /// document may still be valid YAML).
 pub fn block_subset(text: &str) -> Option<Value> {
-    block_subset_node(text).map(Node::into_value)
+    with_block_subset_node(text, |node| node.map(Node::into_value))
 }
 
-/// [`block_subset`], as a [`Node`] that borrows from `text`.
-pub fn block_subset_node(text: &str) -> Option<Node<'_>> {
+/// How much of its arena a thread keeps for the next document: the arena
+/// of a larger one (a long list) is freed with its tree.
+const ARENA_KEPT: usize = 1 << 20;
+
+/// `read` of [`block_subset_node`] of `text`, in an arena the thread keeps
+/// from one document to the next (reset, so its memory is reused, and
+/// allocated once while documents stay under [`ARENA_KEPT`]).
+pub fn with_block_subset_node<R>(text: &str, read: impl FnOnce(Option<Node<'_>>) -> R) -> R {
+    thread_local! {
+        static ARENA: RefCell<Bump> = RefCell::new(Bump::new());
+    }
+    ARENA.with(|arena| match arena.try_borrow_mut() {
+        Ok(mut bump) => {
+            let out = read(block_subset_node(text, &bump));
+            if bump.allocated_bytes() > ARENA_KEPT {
+                *bump = Bump::new();
+            } else {
+                bump.reset();
+            }
+            out
+        }
+        // Called again from within `read`: an arena of its own.
+        Err(_) => read(block_subset_node(text, &Bump::new())),
+    })
+}
+
+/// [`block_subset`], as a [`Node`] that borrows from `text` and lives in
+/// `arena`.
+pub fn block_subset_node<'a>(text: &'a str, arena: &'a Bump) -> Option<Node<'a>> {
     // Tabs, other line breaks and characters YAML does not allow.
     let odd = |c: char| {
         (c.is_control() && c != '\n')
@@ -61,19 +91,29 @@ pub fn block_subset_node(text: &str) -> Option<Node<'_>> {
                 '\u{feff}' | '\u{fffe}' | '\u{ffff}' | '\u{2028}' | '\u{2029}'
             )
     };
-    // Printable ASCII and line feeds, nearly always: checked a byte at a
-    // time before the characters are decoded.
-    let plain_ascii = text.bytes().all(|b| matches!(b, b' '..=b'~' | b'\n'));
+    // Printable ASCII and line feeds, nearly always: checked before the
+    // characters are decoded, in blocks of bytes the compiler checks
+    // several at a time (a byte at a time, this was a tenth of the
+    // reader's work), the lines counted in the same pass.
+    let (mut plain_ascii, mut breaks) = (true, 0);
+    for block in text.as_bytes().chunks(32) {
+        plain_ascii &= block.iter().fold(true, |ok, &b| {
+            ok & (matches!(b, b' '..=b'~') | (b == b'\n'))
+        });
+        breaks += block.iter().filter(|&&b| b == b'\n').count();
+    }
+    // Past this check no scalar has a control character: [`plain`] relies
+    // on it.
     if !plain_ascii && text.contains(odd) {
         return None;
     }
     // Sized once: grown line by line, the two vectors were reallocated
     // about eight times each per document.
-    let rows = text.bytes().filter(|&b| b == b'\n').count() + 1;
-    let mut lines = Vec::with_capacity(rows);
+    let rows = breaks + 1;
+    let mut lines = ArenaVec::with_capacity_in(rows, arena);
     // One `---` marker may start the document, before any content.
     let mut marker_allowed = true;
-    let mut raw: Vec<&str> = Vec::with_capacity(rows);
+    let mut raw: ArenaVec<&str> = ArenaVec::with_capacity_in(rows, arena);
     raw.extend(text.lines());
     for (row, &line) in raw.iter().enumerate() {
         let content = line.trim_start_matches(' ');
@@ -109,6 +149,13 @@ pub fn block_subset_node(text: &str) -> Option<Node<'_>> {
         lines,
         at: 0,
         depth: 0,
+        // A mapping's entries, a sequence's items: no more than the lines
+        // open at once, in block collections.
+        tree: Tree {
+            arena,
+            entries: ArenaVec::with_capacity_in(rows, arena),
+            items: ArenaVec::with_capacity_in(rows, arena),
+        },
     };
     let indent = reader.lines[0].indent;
     let value = reader.mapping(indent)?;
@@ -124,14 +171,57 @@ struct Line<'a> {
 
 struct Reader<'a> {
     /// Every line of the text, for scalars that run over several.
-    raw: Vec<&'a str>,
+    raw: ArenaVec<'a, &'a str>,
     /// Whether the text's last line ends with a line break.
     final_break: bool,
-    lines: Vec<Line<'a>>,
+    lines: ArenaVec<'a, Line<'a>>,
     /// The next line to read.
     at: usize,
     /// The collections open around the next line.
     depth: usize,
+    tree: Tree<'a>,
+}
+
+/// Where the tree is built: the arena its nodes go to, and the entries and
+/// items of the collections still open, on two stacks (a collection's are
+/// moved into the arena in one slice when it closes).
+struct Tree<'a> {
+    arena: &'a Bump,
+    entries: ArenaVec<'a, (&'a str, Node<'a>)>,
+    items: ArenaVec<'a, Node<'a>>,
+}
+
+impl<'a> Tree<'a> {
+    /// A string of the text, or one made from it, kept as long as the tree.
+    fn keep(&self, s: Cow<'a, str>) -> &'a str {
+        match s {
+            Cow::Borrowed(s) => s,
+            Cow::Owned(s) => self.arena.alloc_str(&s),
+        }
+    }
+
+    /// Adds an entry to the mapping whose entries start at `start`; `false`
+    /// when its key is there already.
+    fn insert_new(&mut self, start: usize, key: &'a str, value: Node<'a>) -> bool {
+        if self.entries[start..].iter().any(|(k, _)| *k == key) {
+            return false;
+        }
+        self.entries.push((key, value));
+        true
+    }
+
+    /// The mapping of the entries from `start` on.
+    fn map(&mut self, start: usize) -> Node<'a> {
+        Node::Map(
+            self.arena
+                .alloc_slice_fill_iter(self.entries.drain(start..)),
+        )
+    }
+
+    /// The sequence of the items from `start` on.
+    fn seq(&mut self, start: usize) -> Node<'a> {
+        Node::Seq(self.arena.alloc_slice_fill_iter(self.items.drain(start..)))
+    }
 }
 
 /// How deeply collections may nest here (Kubernetes objects go about ten
@@ -199,7 +289,7 @@ impl<'a> Reader<'a> {
     }
 
     fn entries(&mut self, indent: usize) -> Option<Node<'a>> {
-        let mut map = Vec::new();
+        let start = self.tree.entries.len();
         while let Some(line) = self.peek() {
             if line.indent < indent {
                 break;
@@ -209,6 +299,7 @@ impl<'a> Reader<'a> {
             }
             let (content, row) = (line.content, line.row);
             let (key, rest) = split_key(content)?;
+            let key = self.tree.keep(key);
             self.at += 1;
             let value = if is_blank(rest) {
                 self.nested(indent, true)?
@@ -220,11 +311,11 @@ impl<'a> Reader<'a> {
                 }
                 value
             };
-            if !insert_new(&mut map, key, value) {
+            if !self.tree.insert_new(start, key, value) {
                 return None;
             }
         }
-        Some(Node::Map(map))
+        Some(self.tree.map(start))
     }
 
     fn sequence(&mut self, indent: usize) -> Option<Node<'a>> {
@@ -232,7 +323,7 @@ impl<'a> Reader<'a> {
     }
 
     fn items(&mut self, indent: usize) -> Option<Node<'a>> {
-        let mut items = Vec::new();
+        let start = self.tree.items.len();
         while let Some(line) = self.peek() {
             if line.indent < indent || (line.indent == indent && !is_item(line.content)) {
                 break;
@@ -243,7 +334,8 @@ impl<'a> Reader<'a> {
             let (rest, row) = (&line.content[1..], line.row);
             if is_blank(rest) {
                 self.at += 1;
-                items.push(self.nested(indent, false)?);
+                let item = self.nested(indent, false)?;
+                self.tree.items.push(item);
                 continue;
             }
             let inner = rest.trim_start_matches(' ');
@@ -256,16 +348,18 @@ impl<'a> Reader<'a> {
                     content: inner,
                     row: self.lines[self.at].row,
                 };
-                items.push(self.node(column)?);
+                let item = self.node(column)?;
+                self.tree.items.push(item);
             } else {
                 self.at += 1;
-                items.push(self.value(inner, row, indent)?);
+                let item = self.value(inner, row, indent)?;
+                self.tree.items.push(item);
                 if self.peek().is_some_and(|next| next.indent > indent) {
                     return None;
                 }
             }
         }
-        Some(Node::Seq(items))
+        Some(self.tree.seq(start))
     }
 
     /// The value after `key: ` or `- ` on line `row`, in a block at
@@ -278,7 +372,7 @@ impl<'a> Reader<'a> {
             &q @ (b'"' | b'\'') if quoted(text).is_none() => {
                 self.quoted_lines(&text[1..], char::from(q), row, indent)?
             }
-            _ => return inline(text, self.depth),
+            _ => return inline(&mut self.tree, text, self.depth),
         };
         while self.lines.get(self.at).is_some_and(|l| l.row <= last) {
             self.at += 1;
@@ -309,7 +403,7 @@ impl<'a> Reader<'a> {
             if let Some(rest) = rest {
                 out.push_str(&text);
                 let done = rest.is_empty() || (rest.starts_with(' ') && is_blank(rest));
-                return done.then_some((Node::Str(Cow::Owned(out)), row));
+                return done.then_some((Node::Str(self.tree.arena.alloc_str(&out)), row));
             }
             if quote == '"' && text.ends_with('\\') {
                 return None;
@@ -388,26 +482,13 @@ impl<'a> Reader<'a> {
         if keep {
             out.extend(std::iter::repeat_n('\n', body.len() - text_lines));
         }
-        Some((Node::Str(Cow::Owned(out)), last))
+        Some((Node::Str(self.tree.arena.alloc_str(&out)), last))
     }
 }
 
 /// The longest implicit key YAML allows is 1,024 characters; longer ones
 /// are left to the general parser (which refuses them), with some margin.
 const MAX_KEY: usize = 1000;
-
-/// Adds `key` to a mapping's entries; `false` when it is there already.
-fn insert_new<'a>(
-    entries: &mut Vec<(Cow<'a, str>, Node<'a>)>,
-    key: Cow<'a, str>,
-    value: Node<'a>,
-) -> bool {
-    if entries.iter().any(|(k, _)| *k == key) {
-        return false;
-    }
-    entries.push((key, value));
-    true
-}
 
 /// Where a comment starts in `text` (its ` #`). A loop over the bytes:
 /// keys and scalars are short, and a substring or character searcher's
@@ -432,7 +513,7 @@ fn split_key(content: &str) -> Option<(Cow<'_, str>, &str)> {
         let Node::Str(key) = plain(key)? else {
             return None;
         };
-        (key, &content[end + 1..])
+        (Cow::Borrowed(key), &content[end + 1..])
     };
     if !(rest.is_empty() || rest.starts_with(' ')) || content.len() - rest.len() > MAX_KEY {
         return None;
@@ -442,14 +523,14 @@ fn split_key(content: &str) -> Option<(Cow<'_, str>, &str)> {
 
 /// A value that starts and ends on its line (after `key: ` or `- `): a
 /// quoted or plain scalar or a flow collection, and perhaps a comment.
-fn inline(text: &str, depth: usize) -> Option<Node<'_>> {
+fn inline<'a>(tree: &mut Tree<'a>, text: &'a str, depth: usize) -> Option<Node<'a>> {
     let text = text.trim_start_matches(' ');
     let (value, rest) = match text.as_bytes().first()? {
         b'"' | b'\'' => {
             let (s, rest) = quoted(text)?;
-            (Node::Str(s), rest)
+            (Node::Str(tree.keep(s)), rest)
         }
-        b'[' | b'{' => flow(text, depth + 1)?,
+        b'[' | b'{' => flow(tree, text, depth + 1)?,
         _ => {
             let end = comment_at(text).unwrap_or(text.len());
             let scalar = text[..end].trim_end_matches(' ');
@@ -467,13 +548,11 @@ fn inline(text: &str, depth: usize) -> Option<Node<'_>> {
 /// A plain scalar, when its type is certain: `null`, `~`, `true`, `false`,
 /// canonical integers, and strings that no YAML schema reads as anything
 /// else. `None` for the rest (floats, `yes`, octal, dates...).
+///
+/// `s` is part of a line of a document [`block_subset_node`] has checked
+/// for control characters: it has none.
 fn plain(s: &str) -> Option<Node<'_>> {
     let first = s.chars().next()?;
-    // A byte at a time; characters decoded only past ASCII.
-    if s.bytes().any(|b| b.is_ascii_control()) || (!s.is_ascii() && s.chars().any(char::is_control))
-    {
-        return None;
-    }
     match s {
         "~" | "null" => return Some(Node::Null),
         "true" => return Some(Node::Bool(true)),
@@ -496,17 +575,17 @@ fn plain(s: &str) -> Option<Node<'_>> {
         if canonical {
             return s.parse::<i64>().ok().map(Node::Int);
         }
-        return digits_string(s).then_some(Node::Str(Cow::Borrowed(s)));
+        return digits_string(s).then_some(Node::Str(s));
     }
     if first == '.' {
         // `.`, `.a`, `./x` are strings; `.5`, `.inf`, `.nan` are not.
         let second = s[1..].chars().next();
         let word = second.is_none_or(|c| c.is_alphabetic() || c == '/' || c == '_' || c == '-');
         let special = [".inf", ".nan"].iter().any(|w| w.eq_ignore_ascii_case(s));
-        return (word && !special).then_some(Node::Str(Cow::Borrowed(s)));
+        return (word && !special).then_some(Node::Str(s));
     }
     let starts_plain = first.is_alphabetic() || first == '_' || first == '/';
-    (starts_plain && s != "=").then_some(Node::Str(Cow::Borrowed(s)))
+    (starts_plain && s != "=").then_some(Node::Str(s))
 }
 
 /// Whether a plain scalar that starts with a digit or `-` is a string in
@@ -518,19 +597,34 @@ fn plain(s: &str) -> Option<Node<'_>> {
 fn digits_string(s: &str) -> bool {
     let b = s.as_bytes();
     let radix = b.len() > 1 && b[0] == b'0' && b"xXoObB".contains(&b[1]);
-    if !b.first().is_some_and(u8::is_ascii_digit) || radix || s.contains([' ', ':', '_', '+']) {
+    if !b.first().is_some_and(u8::is_ascii_digit) || radix {
         return false;
     }
-    let dotted = b.iter().all(|&c| c.is_ascii_digit() || c == b'.')
-        && b.iter().filter(|&&c| c == b'.').count() >= 2
-        && !s.ends_with('.')
-        && !s.contains("..");
+    // One pass over the bytes (addresses come this way, a hundred thousand
+    // of them in a large cluster's slices).
+    let (mut only_digits_and_dots, mut dots, mut double_dot) = (true, 0, false);
+    let (mut slash, mut digit_dash, mut lettered) = (false, false, false);
+    let mut previous = 0;
+    for &c in b {
+        match c {
+            b' ' | b':' | b'_' | b'+' => return false,
+            b'0'..=b'9' => {}
+            b'.' => {
+                dots += 1;
+                double_dot |= previous == b'.';
+            }
+            _ => {
+                only_digits_and_dots = false;
+                slash |= c == b'/';
+                digit_dash |= c == b'-' && previous.is_ascii_digit();
+                lettered |= c.is_ascii_alphabetic() && !b"eExXoObBtTzZ".contains(&c);
+            }
+        }
+        previous = c;
+    }
+    let dotted = only_digits_and_dots && dots >= 2 && previous != b'.' && !double_dot;
     let dated = b.len() > 4 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-';
-    let joined = !dated && b.windows(2).any(|w| w[0].is_ascii_digit() && w[1] == b'-');
-    let lettered = b
-        .iter()
-        .any(|c| c.is_ascii_alphabetic() && !b"eExXoObBtTzZ".contains(c));
-    dotted || s.contains('/') || joined || lettered
+    dotted || slash || (digit_dash && !dated) || lettered
 }
 
 /// A quoted scalar at the start of `text`, and what follows its closing
@@ -593,7 +687,7 @@ fn scan_quoted(text: &str, quote: char) -> Option<(Cow<'_, str>, Option<&str>)> 
 }
 
 /// A one-line flow collection at the start of `text`, and what follows it.
-fn flow(text: &str, depth: usize) -> Option<(Node<'_>, &str)> {
+fn flow<'a>(tree: &mut Tree<'a>, text: &'a str, depth: usize) -> Option<(Node<'a>, &'a str)> {
     if depth > MAX_DEPTH {
         return None;
     }
@@ -603,13 +697,12 @@ fn flow(text: &str, depth: usize) -> Option<(Node<'_>, &str)> {
         _ => return None,
     };
     let mut rest = text[1..].trim_start_matches(' ');
-    let mut items = Vec::new();
-    let mut map = Vec::new();
+    let (entries, items) = (tree.entries.len(), tree.items.len());
     if let Some(after) = rest.strip_prefix(close) {
         rest = after;
     } else {
         loop {
-            let (value, after) = flow_node(rest, depth)?;
+            let (value, after) = flow_node(tree, rest, depth)?;
             let mut after = after.trim_start_matches(' ');
             if close == '}' {
                 if rest.len() - after.len() > MAX_KEY {
@@ -619,13 +712,13 @@ fn flow(text: &str, depth: usize) -> Option<(Node<'_>, &str)> {
                     return None;
                 };
                 after = after.strip_prefix(": ")?.trim_start_matches(' ');
-                let (value, next) = flow_node(after, depth)?;
-                if !insert_new(&mut map, key, value) {
+                let (value, next) = flow_node(tree, after, depth)?;
+                if !tree.insert_new(entries, key, value) {
                     return None;
                 }
                 after = next.trim_start_matches(' ');
             } else {
-                items.push(value);
+                tree.items.push(value);
             }
             if let Some(next) = after.strip_prefix(',') {
                 rest = next.trim_start_matches(' ');
@@ -639,23 +732,27 @@ fn flow(text: &str, depth: usize) -> Option<(Node<'_>, &str)> {
         }
     }
     let value = if close == ']' {
-        Node::Seq(items)
+        tree.seq(items)
     } else {
-        Node::Map(map)
+        tree.map(entries)
     };
     Some((value, rest))
 }
 
 /// One node inside a flow collection, and what follows it.
-fn flow_node(text: &str, depth: usize) -> Option<(Node<'_>, &str)> {
+fn flow_node<'a>(tree: &mut Tree<'a>, text: &'a str, depth: usize) -> Option<(Node<'a>, &'a str)> {
     match text.as_bytes().first()? {
         b'"' | b'\'' => {
             let (s, rest) = quoted(text)?;
-            Some((Node::Str(s), rest))
+            Some((Node::Str(tree.keep(s)), rest))
         }
-        b'[' | b'{' => flow(text, depth + 1),
+        b'[' | b'{' => flow(tree, text, depth + 1),
         _ => {
-            let end = text.find([',', '[', ']', '{', '}', ':', '#'])?;
+            // A byte at a time: a set of characters to find set up a
+            // searcher that cost more than the search.
+            let end = text
+                .bytes()
+                .position(|b| matches!(b, b',' | b'[' | b']' | b'{' | b'}' | b':' | b'#'))?;
             let scalar = text[..end].trim_end_matches(' ');
             if text[end..].starts_with(['[', '{', '#']) {
                 return None;

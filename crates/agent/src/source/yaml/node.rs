@@ -1,16 +1,18 @@
-//! What the subset reader reads a document into: a tree that borrows its
-//! keys and plain strings from the text, and that typed objects deserialize
-//! from directly.
+//! What the subset reader reads a document into: a tree in an arena
+//! ([`bumpalo::Bump`]) that borrows its keys and plain strings from the
+//! text, and that typed objects deserialize from directly.
 //!
 //! Going through a `serde_json::Value` cost an owned `String` per key and
 //! a tree node per mapping, built and then freed again once the object was
-//! typed: on the directory source's cold sync, more than the reading.
+//! typed: on the directory source's cold sync, more than the reading. With
+//! a vector per mapping and sequence the tree still cost a third of the
+//! reader's allocations, each freed a moment later; in the arena the tree
+//! is freed at once, when the arena is reset for the next document.
 //! [`Node::into_value`] gives the value the general parser would (the
 //! tests and the fuzz target compare them), and a typed object deserialized
 //! from a node is the one [`serde_json::from_value`] makes of that value:
 //! the deserializer below hands a visitor what `serde_json::Value`'s does.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, IntoDeserializer, Visitor};
@@ -19,20 +21,25 @@ use serde_json::Value;
 /// A node of a document in the subset: scalars are typed as YAML's core
 /// schema reads them (integers fit an `i64`; the subset has no floats), and
 /// a mapping's keys are strings, each once, in the document's order.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Collections are slices of the arena, taken from as a node is
+/// deserialized (what is taken is left [`Node::Null`]).
+#[derive(Debug, Default, PartialEq)]
 pub enum Node<'a> {
     /// `null`, `~`, or nothing.
+    #[default]
     Null,
     /// `true` or `false`.
     Bool(bool),
     /// A canonical integer.
     Int(i64),
-    /// A string: plain, quoted or a literal block.
-    Str(Cow<'a, str>),
+    /// A string: plain, quoted or a literal block; in the text, or in the
+    /// arena when escapes or line folding made it differ from the text.
+    Str(&'a str),
     /// A sequence.
-    Seq(Vec<Node<'a>>),
+    Seq(&'a mut [Node<'a>]),
     /// A mapping.
-    Map(Vec<(Cow<'a, str>, Node<'a>)>),
+    Map(&'a mut [(&'a str, Node<'a>)]),
 }
 
 impl<'a> Node<'a> {
@@ -42,12 +49,17 @@ impl<'a> Node<'a> {
             Node::Null => Value::Null,
             Node::Bool(b) => Value::Bool(b),
             Node::Int(n) => Value::Number(n.into()),
-            Node::Str(s) => Value::String(s.into_owned()),
-            Node::Seq(items) => Value::Array(items.into_iter().map(Node::into_value).collect()),
+            Node::Str(s) => Value::String(s.to_owned()),
+            Node::Seq(items) => Value::Array(
+                items
+                    .iter_mut()
+                    .map(|item| std::mem::take(item).into_value())
+                    .collect(),
+            ),
             Node::Map(entries) => Value::Object(
                 entries
-                    .into_iter()
-                    .map(|(k, v)| (k.into_owned(), v.into_value()))
+                    .iter_mut()
+                    .map(|(k, v)| ((*k).to_owned(), std::mem::take(v).into_value()))
                     .collect(),
             ),
         }
@@ -56,7 +68,7 @@ impl<'a> Node<'a> {
     /// The value at `key` of a mapping.
     pub fn get(&self, key: &str) -> Option<&Node<'a>> {
         match self {
-            Node::Map(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            Node::Map(entries) => entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
             _ => None,
         }
     }
@@ -64,20 +76,23 @@ impl<'a> Node<'a> {
     /// The value at `key` of a mapping, to change.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut Node<'a>> {
         match self {
-            Node::Map(entries) => entries.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
+            Node::Map(entries) => entries.iter_mut().find(|(k, _)| *k == key).map(|(_, v)| v),
             _ => None,
         }
     }
 
-    /// Takes the entry at `key` out of a mapping.
+    /// Takes the entry at `key` out of a mapping; the others keep their
+    /// order.
     pub fn remove(&mut self, key: &str) -> Option<Node<'a>> {
-        match self {
-            Node::Map(entries) => {
-                let i = entries.iter().position(|(k, _)| k == key)?;
-                Some(entries.remove(i).1)
-            }
-            _ => None,
-        }
+        let Node::Map(entries) = self else {
+            return None;
+        };
+        let i = entries.iter().position(|(k, _)| *k == key)?;
+        entries[i..].rotate_left(1);
+        let last = entries.len() - 1;
+        let (kept, removed) = std::mem::take(entries).split_at_mut(last);
+        *entries = kept;
+        Some(std::mem::take(&mut removed[0].1))
     }
 
     /// The string, when this is one.
@@ -134,16 +149,17 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
                 Ok(n) => visitor.visit_u64(n),
                 Err(_) => visitor.visit_i64(n),
             },
-            Node::Str(Cow::Borrowed(s)) => visitor.visit_borrowed_str(s),
-            Node::Str(Cow::Owned(s)) => visitor.visit_string(s),
+            Node::Str(s) => visitor.visit_borrowed_str(s),
             Node::Seq(items) => {
-                let mut seq = de::value::SeqDeserializer::new(items.into_iter());
+                let mut seq = de::value::SeqDeserializer::new(items.iter_mut().map(std::mem::take));
                 let value = visitor.visit_seq(&mut seq)?;
                 seq.end()?;
                 Ok(value)
             }
             Node::Map(entries) => {
-                let mut map = de::value::MapDeserializer::new(entries.into_iter());
+                let mut map = de::value::MapDeserializer::new(
+                    entries.iter_mut().map(|(k, v)| (*k, std::mem::take(v))),
+                );
                 let value = visitor.visit_map(&mut map)?;
                 map.end()?;
                 Ok(value)

@@ -14,27 +14,24 @@ fn agreed(text: &str) -> Option<Value> {
             Ok(value),
             "the readers disagree on:\n{text}"
         );
-        let node = block_subset_node(text).expect("read as a value, so as a node");
-        assert_eq!(
-            Value::deserialize(node.clone()).ok().as_ref(),
-            Some(value),
-            "a value deserialized from the node differs:\n{text}"
-        );
-        same_typed::<Service>(&node, value, text);
-        same_typed::<EndpointSlice>(&node, value, text);
-        same_typed::<K8sNode>(&node, value, text);
+        same_typed::<Value>(value, text);
+        same_typed::<Service>(value, text);
+        same_typed::<EndpointSlice>(value, text);
+        same_typed::<K8sNode>(value, text);
     }
     fast
 }
 
-/// A `K` from the node is the one from the value, and either both are or
-/// neither is.
-fn same_typed<K>(node: &Node<'_>, value: &Value, text: &str)
+/// A `K` from the document's node is the one from its value, and either
+/// both are or neither is.
+fn same_typed<K>(value: &Value, text: &str)
 where
     K: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
 {
+    let arena = Bump::new();
+    let node = block_subset_node(text, &arena).expect("read as a value, so as a node");
     assert_eq!(
-        K::deserialize(node.clone()).ok(),
+        K::deserialize(node).ok(),
         serde_json::from_value::<K>(value.clone()).ok(),
         "{} from the node and from the value differ:\n{text}",
         std::any::type_name::<K>()
@@ -510,4 +507,42 @@ fn long_runs_of_comments_are_read() {
     let text = include_str!("comments.yaml");
     let value = block_subset(text).expect("in the subset");
     assert_eq!(general(text).as_ref(), Ok(&value));
+}
+
+/// Taking an entry out of a mapping (as the unread metadata is) leaves the
+/// others in the document's order, and the tree deserializes as the value
+/// without the entry does.
+#[test]
+fn a_removed_entry_leaves_the_others_in_order() {
+    let text = "a: 1\nb: [x, z]\nc: {d: 2}\ne: \"f\\ng\"\n";
+    for (key, left) in [("a", "bce"), ("b", "ace"), ("c", "abe"), ("e", "abc")] {
+        let arena = Bump::new();
+        let mut node = block_subset_node(text, &arena).expect("in the subset");
+        let removed = node.remove(key).expect("there");
+        assert_ne!(removed, Node::Null);
+        assert_eq!(node.remove(key), None, "{key} removed once");
+        let mut value = block_subset(text).expect("in the subset");
+        value.as_object_mut().expect("a mapping").remove(key);
+        let keys: String = value
+            .as_object()
+            .expect("a mapping")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, left);
+        assert_eq!(Value::deserialize(node).ok(), Some(value), "without {key}");
+    }
+}
+
+/// A document read while another's tree is still in use (the thread's
+/// arena taken) is read in an arena of its own, the same.
+#[test]
+fn a_document_read_within_another_is_read_the_same() {
+    let (outer, inner) = (SERVICE, SLICE);
+    let (a, b) = with_block_subset_node(outer, |node| {
+        let b = with_block_subset_node(inner, |node| node.map(Node::into_value));
+        (node.map(Node::into_value), b)
+    });
+    assert_eq!(a, general(outer).ok());
+    assert_eq!(b, general(inner).ok());
 }
