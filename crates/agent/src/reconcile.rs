@@ -542,13 +542,14 @@ impl<D: Dataplane> Reconciler<D> {
             ops.shrink_to_fit();
             let applied = self.dataplane.apply(&chunk).await;
             report.sendmsg_calls += applied.sendmsg_calls;
+            let mut accepted = Vec::with_capacity(chunk.len());
             for (op, result) in chunk.iter().zip(applied.results) {
                 tracing::debug!(%op, ok = result.is_ok(), "kernel write");
                 *report.operations.entry(op.kind()).or_default() += 1;
                 *outcomes.entry((op.kind(), result.is_ok())).or_default() += 1;
                 match result {
                     Ok(()) => {
-                        self.observed.record(op);
+                        accepted.push(op);
                         report.writes += 1;
                     }
                     Err(e) => {
@@ -559,6 +560,7 @@ impl<D: Dataplane> Reconciler<D> {
                     }
                 }
             }
+            self.observed.record_all(accepted);
         }
     }
 }

@@ -208,6 +208,29 @@ impl Observed {
         }
     }
 
+    /// [`Self::record`] of each operation in turn; the real servers of a
+    /// run of them added to one virtual server (as a plan adds them) are
+    /// recorded with one lookup of the virtual server, not one each.
+    pub fn record_all<'o>(&mut self, ops: impl IntoIterator<Item = &'o Op>) {
+        let mut ops = ops.into_iter().peekable();
+        while let Some(op) = ops.next() {
+            let Some((key, dest)) = dest_of(op) else {
+                self.record(op);
+                continue;
+            };
+            let mut vs = self.virtual_servers.get_mut(key);
+            let mut dest = Some(dest);
+            while let Some(d) = dest {
+                if let Some(vs) = &mut vs {
+                    vs.record_dest(d);
+                }
+                dest = ops
+                    .next_if(|next| dest_of(next).is_some_and(|(k, _)| k == key))
+                    .and_then(|next| dest_of(next).map(|(_, d)| d));
+            }
+        }
+    }
+
     fn record_ipvs(&mut self, op: &Operation) {
         match op {
             Operation::NewService(s) | Operation::SetService(s) => {
@@ -224,17 +247,7 @@ impl Observed {
             }
             Operation::NewDest(k, d) | Operation::SetDest(k, d) => {
                 if let Some(vs) = self.virtual_servers.get_mut(k) {
-                    let counters = vs
-                        .real_servers
-                        .get(&d.key)
-                        .map_or(Connections::default(), |o| o.counters);
-                    vs.real_servers.insert(
-                        d.key,
-                        ObservedRealServer {
-                            server: *d,
-                            counters,
-                        },
-                    );
+                    vs.record_dest(d);
                 }
             }
             Operation::DelDest(k, d) => {
@@ -243,5 +256,32 @@ impl Observed {
                 }
             }
         }
+    }
+}
+
+/// The virtual server and real server of an operation that adds or changes
+/// a real server.
+fn dest_of(op: &Op) -> Option<(&VirtualServerKey, &RealServer)> {
+    match op {
+        Op::Ipvs(Operation::NewDest(k, d) | Operation::SetDest(k, d)) => Some((k, d)),
+        _ => None,
+    }
+}
+
+impl ObservedVirtualServer {
+    /// A real server added or changed, keeping the connections last dumped
+    /// of the one it replaces.
+    fn record_dest(&mut self, server: &RealServer) {
+        let counters = self
+            .real_servers
+            .get(&server.key)
+            .map_or(Connections::default(), |o| o.counters);
+        self.real_servers.insert(
+            server.key,
+            ObservedRealServer {
+                server: *server,
+                counters,
+            },
+        );
     }
 }

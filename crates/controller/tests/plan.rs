@@ -593,6 +593,54 @@ fn observed_records_applied_operations() {
     assert_eq!(full(&observed, &want, &PlanConfig::default()), vec![]);
 }
 
+/// Recorded as a batch, a sequence of operations leaves the cache as each
+/// recorded in turn does: runs of real servers for one virtual server,
+/// runs broken by other operations, real servers of a virtual server the
+/// cache does not hold (ignored), changed and deleted ones.
+#[test]
+fn observed_records_a_batch_as_one_operation_at_a_time() {
+    let want = desired(vec![
+        (
+            "web",
+            service(
+                "10.96.0.1",
+                Protocol::Tcp,
+                80,
+                &["10.244.0.1", "10.244.0.2"],
+            ),
+        ),
+        (
+            "api",
+            service("10.96.0.2", Protocol::Udp, 53, &["10.244.0.3"]),
+        ),
+    ]);
+    let mut ops = full(&Observed::default(), &want, &PlanConfig::default());
+    let web = key(Protocol::Tcp, "10.96.0.1", 80);
+    let absent = key(Protocol::Tcp, "10.96.0.9", 80);
+    let mut changed = rs("10.244.0.1", 8080);
+    changed.weight = 7;
+    ops.extend([
+        Op::Ipvs(Operation::NewDest(absent, rs("10.244.0.9", 8080))),
+        Op::Ipvs(Operation::NewDest(web, rs("10.244.0.4", 8080))),
+        Op::Ipvs(Operation::SetDest(web, changed)),
+        Op::Ipvs(Operation::NewDest(absent, rs("10.244.0.8", 8080))),
+        Op::Ipvs(Operation::NewDest(web, rs("10.244.0.5", 8080))),
+        Op::Ipvs(Operation::DelDest(web, rs("10.244.0.2", 8080).key)),
+        Op::Ipvs(Operation::NewDest(web, rs("10.244.0.2", 8080))),
+        Op::BindAddress(ip("10.96.0.9")),
+    ]);
+    let mut one_at_a_time = Observed::default();
+    for op in &ops {
+        one_at_a_time.record(op);
+    }
+    let mut batch = Observed::default();
+    batch.record_all(&ops);
+    assert_eq!(batch, one_at_a_time);
+    let web_servers = &batch.virtual_servers[&web].real_servers;
+    assert_eq!(web_servers.len(), 4);
+    assert!(!batch.virtual_servers.contains_key(&absent));
+}
+
 #[test]
 fn conflicting_services_resolve_by_name_whatever_the_order() {
     let a = service("10.96.0.1", Protocol::Tcp, 80, &["10.244.0.1"]);
