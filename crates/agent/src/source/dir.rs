@@ -257,6 +257,9 @@ impl DirWatch {
             self.pending
                 .push_back(SourceEvent::StreamServices(kind, Event::Init));
         }
+        // Each file listed gets its fingerprint: room for them once, not
+        // rehashed as they come.
+        self.fingerprints.reserve(paths.len());
         self.queue.extend(paths);
         self.listing = true;
         self.started = true;

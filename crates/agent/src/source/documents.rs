@@ -114,9 +114,19 @@ fn marker(line: &[u8], mark: &[u8]) -> bool {
 /// on them).
 fn is_content(line: &[u8]) -> bool {
     let line = line.strip_prefix(b"---").unwrap_or(line);
-    std::str::from_utf8(line).map_or(true, |line| {
-        line.trim_start().chars().next().is_some_and(|c| c != '#')
-    })
+    // Nearly always the first character past ASCII whitespace is ASCII,
+    // and decides without decoding the line: anything but `#` is content
+    // whether or not the rest is UTF-8.
+    match line
+        .iter()
+        .find(|&&b| !matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
+    {
+        None => false,
+        Some(&b) if b.is_ascii() && b != b'#' => true,
+        Some(_) => std::str::from_utf8(line).map_or(true, |line| {
+            line.trim_start().chars().next().is_some_and(|c| c != '#')
+        }),
+    }
 }
 
 /// One document parsed, with its place in the file.

@@ -121,7 +121,9 @@ pub(crate) fn manifest_paths(dir: &Path) -> Result<Vec<PathBuf>, Error> {
             paths.push(path);
         }
     }
-    paths.sort();
+    // In the order of their paths, which all join a name to `dir` the same
+    // way: compared as bytes, not component by component.
+    paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     Ok(paths)
 }
 

@@ -114,7 +114,17 @@ pub fn block_subset_node<'a>(text: &'a str, arena: &'a Bump) -> Option<Node<'a>>
     // One `---` marker may start the document, before any content.
     let mut marker_allowed = true;
     let mut raw: ArenaVec<&str> = ArenaVec::with_capacity_in(rows, arena);
-    raw.extend(text.lines());
+    // Split as `str::lines` splits (no carriage returns get this far),
+    // with the line breaks found by one scan of the text, not one search
+    // a line.
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', text.as_bytes()) {
+        raw.push(&text[start..end]);
+        start = end + 1;
+    }
+    if start < text.len() {
+        raw.push(&text[start..]);
+    }
     for (row, &line) in raw.iter().enumerate() {
         let content = line.trim_start_matches(' ');
         if content.is_empty() || content.starts_with('#') {
