@@ -114,12 +114,13 @@ fn marker(line: &[u8], mark: &[u8]) -> bool {
 /// on them).
 fn is_content(line: &[u8]) -> bool {
     let line = line.strip_prefix(b"---").unwrap_or(line);
-    // Nearly always the first character past ASCII whitespace is ASCII,
-    // and decides without decoding the line: anything but `#` is content
-    // whether or not the rest is UTF-8.
+    // Nearly always the first character past ASCII whitespace (as
+    // `trim_start` has it, the vertical tab too) is ASCII, and decides
+    // without decoding the line: anything but `#` is content whether or
+    // not the rest is UTF-8.
     match line
         .iter()
-        .find(|&&b| !matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
+        .find(|&&b| !(b.is_ascii() && char::from(b).is_whitespace()))
     {
         None => false,
         Some(&b) if b.is_ascii() && b != b'#' => true,
