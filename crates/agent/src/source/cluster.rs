@@ -16,6 +16,7 @@ use kube_ipvs_controller::{StreamConfig, StreamKind};
 use serde::de::DeserializeOwned;
 
 use super::trim::Trim;
+use super::unread::{Unneeded, Unread};
 use super::{Error, SourceEvent};
 
 /// The selector kube-proxy watches Services and EndpointSlices with: objects
@@ -79,19 +80,19 @@ pub fn kube_source(
     let node = watcher::Config::default().fields(&format!("metadata.name={node_name}"));
     let mut watches = vec![
         watch(
-            Api::<Service>::all(client.clone()),
+            Api::<Unread<Service>>::all(client.clone()),
             selected.clone(),
             SourceEvent::Services,
             ceiling,
         ),
         watch(
-            Api::<EndpointSlice>::all(client.clone()),
+            Api::<Unread<EndpointSlice>>::all(client.clone()),
             selected,
             SourceEvent::EndpointSlices,
             ceiling,
         ),
         watch(
-            Api::<Node>::all(client.clone()),
+            Api::<Unread<Node>>::all(client.clone()),
             node,
             SourceEvent::Node,
             ceiling,
@@ -105,7 +106,7 @@ pub fn kube_source(
             StreamKind::Udp => |e| SourceEvent::StreamServices(StreamKind::Udp, e),
         };
         watches.push(watch(
-            Api::<ConfigMap>::namespaced(client.clone(), &config_map.namespace),
+            Api::<Unread<ConfigMap>>::namespaced(client.clone(), &config_map.namespace),
             named,
             wrap,
             ceiling,
@@ -114,8 +115,11 @@ pub fn kube_source(
     stream::select_all(watches)
 }
 
+/// Watches one resource, its objects decoded without the fields the agent
+/// never reads ([`Unread`]) and then trimmed ([`Trim`]: an annotation map
+/// left empty is none).
 fn watch<K>(
-    api: Api<K>,
+    api: Api<Unread<K>>,
     config: watcher::Config,
     wrap: fn(Event<K>) -> SourceEvent,
     ceiling: Duration,
@@ -123,7 +127,7 @@ fn watch<K>(
 where
     K: Resource<DynamicType = ()>
         + k8s_openapi::Resource
-        + Trim
+        + Unneeded
         + Clone
         + DeserializeOwned
         + std::fmt::Debug
@@ -133,9 +137,8 @@ where
 {
     watcher(api, config)
         .backoff(watch_backoff(ceiling))
-        .modify(K::trim)
         .map(move |result| match result {
-            Ok(event) => wrap(event),
+            Ok(event) => wrap(read(event)),
             // Reported in the stream; its consumer logs it once.
             Err(error) => SourceEvent::WatchError {
                 resource: K::KIND,
@@ -144,6 +147,21 @@ where
             },
         })
         .boxed()
+}
+
+/// An event's object, trimmed.
+fn read<K: Trim>(event: Event<Unread<K>>) -> Event<K> {
+    let object = |Unread(mut object): Unread<K>| {
+        object.trim();
+        object
+    };
+    match event {
+        Event::Apply(o) => Event::Apply(object(o)),
+        Event::Delete(o) => Event::Delete(object(o)),
+        Event::Init => Event::Init,
+        Event::InitApply(o) => Event::InitApply(object(o)),
+        Event::InitDone => Event::InitDone,
+    }
 }
 
 /// The first wait after a failed list or watch (client-go's).

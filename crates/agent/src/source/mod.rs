@@ -13,6 +13,7 @@
 //! - `documents`: a manifest file read one document at a time.
 //! - `index`: which file contributed which object, by fingerprint.
 //! - `trim`: dropping the fields the agent never reads.
+//! - `unread`: decoding API objects without them.
 //! - [`yaml`]: a document's YAML, the common part read without a general parser.
 
 mod client;
@@ -22,6 +23,7 @@ mod documents;
 mod index;
 pub mod manifest;
 mod trim;
+mod unread;
 pub mod yaml;
 
 use std::path::PathBuf;

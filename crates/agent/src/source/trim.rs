@@ -9,7 +9,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The annotation `kubectl apply` keeps the whole applied object in.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Objects that can be trimmed.
 pub(crate) trait Trim {
@@ -65,12 +65,24 @@ fn trim_meta(meta: &mut ObjectMeta) {
 impl Trim for Service {
     fn trim(&mut self) {
         trim_meta(&mut self.metadata);
+        // The endpoints come from the EndpointSlices, as kube-proxy's do.
+        if let Some(spec) = &mut self.spec {
+            spec.selector = None;
+        }
     }
 }
 
 impl Trim for EndpointSlice {
     fn trim(&mut self) {
         trim_meta(&mut self.metadata);
+        // Topology reads an endpoint's hints, not its zone, as kube-proxy's
+        // does; its pod and host name are read by nothing.
+        for endpoint in self.endpoints.iter_mut().flatten() {
+            endpoint.target_ref = None;
+            endpoint.zone = None;
+            endpoint.hostname = None;
+            endpoint.deprecated_topology = None;
+        }
     }
 }
 
@@ -213,7 +225,8 @@ impl Stub for ConfigMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerImage, NodeStatus};
+    use k8s_openapi::api::core::v1::{ContainerImage, NodeStatus, ObjectReference};
+    use k8s_openapi::api::discovery::v1::Endpoint;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     #[test]
@@ -254,6 +267,46 @@ mod tests {
         };
         service.trim();
         assert_eq!(service.metadata.annotations, None);
+    }
+
+    #[test]
+    fn trims_a_selector_and_what_an_endpoint_has_unread() {
+        let mut service = Service {
+            spec: Some(ServiceSpec {
+                selector: Some([("app".to_owned(), "web".to_owned())].into()),
+                cluster_ip: Some("10.96.0.1".to_owned()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        service.trim();
+        let spec = service.spec.expect("spec");
+        assert_eq!(spec.selector, None);
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.1"));
+        let endpoint = Endpoint {
+            addresses: vec!["10.0.0.1".to_owned()],
+            node_name: Some("node-1".to_owned()),
+            zone: Some("a".to_owned()),
+            hostname: Some("web-0".to_owned()),
+            target_ref: Some(ObjectReference::default()),
+            deprecated_topology: Some([("k".to_owned(), "v".to_owned())].into()),
+            ..Default::default()
+        };
+        let mut slice = EndpointSlice {
+            endpoints: Some(vec![endpoint.clone(), endpoint]),
+            ..Default::default()
+        };
+        slice.trim();
+        for e in slice.endpoints.expect("endpoints") {
+            assert_eq!(
+                e,
+                Endpoint {
+                    addresses: vec!["10.0.0.1".to_owned()],
+                    node_name: Some("node-1".to_owned()),
+                    ..Default::default()
+                }
+            );
+        }
     }
 
     /// A deleted Service's stub counts its change in the families the
