@@ -19,6 +19,7 @@ use serde_json::Value;
 use super::documents::FileReader;
 use super::index::{FileKeys, Index};
 use super::trim::Trim;
+use super::unread::{Unneeded, Unread};
 use super::yaml;
 use super::{Error, SourceEvent};
 
@@ -241,7 +242,7 @@ impl Manifest {
 
 /// One object of a known kind: namespaced ones default to `default`, as
 /// `kubectl apply` does; objects with an excluding label give `None`.
-fn object<K: k8s_openapi::Resource + DeserializeOwned + Trim>(
+fn object<K: k8s_openapi::Resource + DeserializeOwned + Unneeded>(
     mut document: Value,
 ) -> Result<Option<K>, DocumentError> {
     let kind = K::KIND;
@@ -275,8 +276,7 @@ fn object<K: k8s_openapi::Resource + DeserializeOwned + Trim>(
         tracing::debug!(kind, name = ?meta.get("name"), label, "not this proxy's object");
         return Ok(None);
     }
-    super::trim::unread_meta_of_value(&mut document);
-    let mut object: K = serde_json::from_value(document)
+    let Unread(mut object) = serde_json::from_value::<Unread<K>>(document)
         .map_err(|e| (FileSkipReason::Parse, format!("{kind}: {e}")))?;
     object.trim();
     Ok(Some(object))
@@ -286,9 +286,9 @@ fn object<K: k8s_openapi::Resource + DeserializeOwned + Trim>(
 /// `Some(None)` for an object with an excluding label, `None` where
 /// [`object`] would fail, or might say something else (a namespace that is
 /// not a string, which it replaces).
-fn typed<K>(mut node: yaml::Node<'_>) -> Option<Option<K>>
+fn typed<K>(node: yaml::Node<'_>) -> Option<Option<K>>
 where
-    K: k8s_openapi::Resource + kube::Resource + DeserializeOwned + Trim,
+    K: k8s_openapi::Resource + kube::Resource + DeserializeOwned + Unneeded,
 {
     let meta = node.get("metadata")?;
     if !matches!(meta, yaml::Node::Map(_))
@@ -306,8 +306,7 @@ where
     {
         return Some(None);
     }
-    super::trim::unread_meta_of_node(&mut node);
-    let mut object = K::deserialize(node).ok()?;
+    let Unread::<K>(mut object) = serde::Deserialize::deserialize(node).ok()?;
     if <K as k8s_openapi::Resource>::KIND != "Node" {
         let namespace = &mut object.meta_mut().namespace;
         if namespace.as_deref().is_none_or(str::is_empty) {
@@ -568,6 +567,10 @@ spec:
                 true,
             ),
             // The fields trimming drops are never read, nor checked.
+            (
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: s, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints:\n- addresses: [10.0.0.1]\n  nodeName: n1\n  zone: [a]\n  targetRef: 5\nports: [{port: 8080}]\n".to_owned(),
+                true,
+            ),
             (
                 SERVICE.replace(
                     "  labels: {app: web}\n",

@@ -2,7 +2,10 @@
 //!
 //! `managedFields` and the `kubectl apply` annotation are often the larger
 //! part of a Service, and a Node's image list is kilobytes; with tens of
-//! thousands of objects held, they would dominate the agent's memory.
+//! thousands of objects held, they would dominate the agent's memory. Both
+//! sources decode objects without them in the first place
+//! ([`Unread`](super::unread::Unread)); trimming is for what is left (an
+//! annotation map left empty) and for objects built otherwise.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -15,41 +18,6 @@ pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-config
 pub(crate) trait Trim {
     /// Drops the fields the agent never reads.
     fn trim(&mut self);
-}
-
-/// Takes the fields [`Trim`] drops from an object's metadata out of its
-/// document before it is deserialized, so they are never built: on a
-/// realistic cluster `managedFields` and the `kubectl apply` annotation are
-/// most of what a Service's or EndpointSlice's deserialization allocated,
-/// only to free it. Neither is checked any more (a malformed
-/// `managedFields` no longer makes the object invalid), the same way
-/// whether the document is read as a tree ([`unread_meta_of_node`]) or as a
-/// value ([`unread_meta_of_value`]).
-pub(crate) fn unread_meta_of_value(document: &mut serde_json::Value) {
-    let Some(meta) = document
-        .get_mut("metadata")
-        .and_then(serde_json::Value::as_object_mut)
-    else {
-        return;
-    };
-    meta.remove("managedFields");
-    if let Some(annotations) = meta
-        .get_mut("annotations")
-        .and_then(serde_json::Value::as_object_mut)
-    {
-        annotations.remove(LAST_APPLIED);
-    }
-}
-
-/// [`unread_meta_of_value`], of the subset reader's tree.
-pub(crate) fn unread_meta_of_node(document: &mut super::yaml::Node<'_>) {
-    let Some(meta) = document.get_mut("metadata") else {
-        return;
-    };
-    meta.remove("managedFields");
-    if let Some(annotations) = meta.get_mut("annotations") {
-        annotations.remove(LAST_APPLIED);
-    }
 }
 
 fn trim_meta(meta: &mut ObjectMeta) {

@@ -1,20 +1,20 @@
-//! Decoding API objects without the fields the agent never reads, so they
-//! are never built.
+//! Decoding objects without the fields the agent never reads, so they are
+//! never built.
 //!
-//! kube decodes each list page and watch event whole: k8s-openapi builds
-//! each object's `managedFields` (a `serde_json::Value` tree for every
-//! entry's `fieldsV1`), the `kubectl apply` annotation (the whole applied
-//! object, as a string), and each endpoint's `targetRef`, and the agent
-//! drops them unread ([`Trim`]). On a realistic cluster that is most of
-//! what decoding a page allocates. [`Unread`] decodes an object through a
-//! deserializer that passes over those values in the input instead: the
-//! object's own `Deserialize` runs as it would, and sees every other key
-//! and value unchanged.
+//! Each object is decoded whole, from a list page, a watch event or a
+//! manifest's document: k8s-openapi builds its `managedFields` (a
+//! `serde_json::Value` tree for every entry's `fieldsV1`), the `kubectl
+//! apply` annotation (the whole applied object, as a string), each
+//! endpoint's `targetRef`, and the agent drops them unread ([`Trim`]). On a
+//! realistic cluster that is most of what decoding allocates. [`Unread`]
+//! decodes an object through a deserializer that passes over those values
+//! in the input instead: the object's own `Deserialize` runs as it would,
+//! and sees every other key and value unchanged.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::value::{BorrowedStrDeserializer, StringDeserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -23,8 +23,7 @@ use super::trim::{Trim, LAST_APPLIED};
 
 /// An API object decoded without the fields its kind's [`Unneeded::FIELDS`]
 /// passes over; the resource its object is. Those fields are not checked
-/// either, as the directory source does not check `managedFields` (see
-/// [`super::trim::unread_meta_of_value`]).
+/// either: a malformed `managedFields` does not make the object invalid.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Unread<K>(pub(crate) K);
 
@@ -143,6 +142,10 @@ impl Unneeded for EndpointSlice {
             ])),
         ),
     ]);
+}
+
+impl Unneeded for Endpoints {
+    const FIELDS: &'static Fields = &Fields(&[("metadata", META)]);
 }
 
 impl Unneeded for Node {

@@ -73,28 +73,6 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// The value at `key` of a mapping, to change.
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node<'a>> {
-        match self {
-            Node::Map(entries) => entries.iter_mut().find(|(k, _)| *k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    /// Takes the entry at `key` out of a mapping; the others keep their
-    /// order.
-    pub fn remove(&mut self, key: &str) -> Option<Node<'a>> {
-        let Node::Map(entries) = self else {
-            return None;
-        };
-        let i = entries.iter().position(|(k, _)| *k == key)?;
-        entries[i..].rotate_left(1);
-        let last = entries.len() - 1;
-        let (kept, removed) = std::mem::take(entries).split_at_mut(last);
-        *entries = kept;
-        Some(std::mem::take(&mut removed[0].1))
-    }
-
     /// The string, when this is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -157,9 +135,14 @@ impl<'de> de::Deserializer<'de> for Node<'de> {
                 Ok(value)
             }
             Node::Map(entries) => {
-                let mut map = de::value::MapDeserializer::new(
-                    entries.iter_mut().map(|(k, v)| (*k, std::mem::take(v))),
-                );
+                // Keys borrowed, as serde_json gives its unescaped ones, so
+                // a reader that keeps them need not copy them.
+                let mut map = de::value::MapDeserializer::new(entries.iter_mut().map(|(k, v)| {
+                    (
+                        de::value::BorrowedStrDeserializer::new(k),
+                        std::mem::take(v),
+                    )
+                }));
                 let value = visitor.visit_map(&mut map)?;
                 map.end()?;
                 Ok(value)

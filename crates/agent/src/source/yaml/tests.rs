@@ -1,7 +1,6 @@
 use super::*;
 use k8s_openapi::api::core::v1::{Node as K8sNode, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use serde::Deserialize;
 
 /// The subset reader's answer, checked against the general parser's; and
 /// what deserializes from its tree checked against what deserializes from
@@ -507,31 +506,6 @@ fn long_runs_of_comments_are_read() {
     let text = include_str!("comments.yaml");
     let value = block_subset(text).expect("in the subset");
     assert_eq!(general(text).as_ref(), Ok(&value));
-}
-
-/// Taking an entry out of a mapping (as the unread metadata is) leaves the
-/// others in the document's order, and the tree deserializes as the value
-/// without the entry does.
-#[test]
-fn a_removed_entry_leaves_the_others_in_order() {
-    let text = "a: 1\nb: [x, z]\nc: {d: 2}\ne: \"f\\ng\"\n";
-    for (key, left) in [("a", "bce"), ("b", "ace"), ("c", "abe"), ("e", "abc")] {
-        let arena = Bump::new();
-        let mut node = block_subset_node(text, &arena).expect("in the subset");
-        let removed = node.remove(key).expect("there");
-        assert_ne!(removed, Node::Null);
-        assert_eq!(node.remove(key), None, "{key} removed once");
-        let mut value = block_subset(text).expect("in the subset");
-        value.as_object_mut().expect("a mapping").remove(key);
-        let keys: String = value
-            .as_object()
-            .expect("a mapping")
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(keys, left);
-        assert_eq!(Value::deserialize(node).ok(), Some(value), "without {key}");
-    }
 }
 
 /// A document read while another's tree is still in use (the thread's
