@@ -188,44 +188,26 @@ macro_rules! as_it_is {
     };
 }
 
+/// Hands a method on to the inner deserializer with the visitor wrapped in
+/// a [`Filter`] of this deserializer's shape.
+macro_rules! filtered {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+                self.inner.$method($($arg,)* Filter { inner: visitor, shape: self.shape })
+            }
+        )*
+    };
+}
+
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Filtered<D> {
     type Error = D::Error;
 
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_option(Filter {
-            inner: visitor,
-            shape: self.shape,
-        })
-    }
-
-    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_map(Filter {
-            inner: visitor,
-            shape: self.shape,
-        })
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_struct(
-            name,
-            fields,
-            Filter {
-                inner: visitor,
-                shape: self.shape,
-            },
-        )
-    }
-
-    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_seq(Filter {
-            inner: visitor,
-            shape: self.shape,
-        })
+    filtered! {
+        deserialize_option();
+        deserialize_map();
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_seq();
     }
 
     as_it_is! {
